@@ -1,0 +1,277 @@
+//! Shared harness of the end-to-end tests: builds the guest `.wasm` and the
+//! host binary once, starts the fake QuickBooks and the records API on
+//! loopback, runs syncs, and reads the store back through `GET /customers`.
+
+use anyhow::Context as _;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sync_host::runtime::{Limits, RunFailure, RunReport, SyncRuntime};
+
+pub use fake_qbo::FakeQbo;
+
+pub const REALM: &str = "9341453050804937";
+pub const TOKEN: &str = "e2e-access-token";
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+}
+
+fn cargo_build(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet"])
+        .args(args)
+        .current_dir(workspace())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build {args:?} failed");
+}
+
+/// The guest component, built with the same command a user runs.
+pub fn guest_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        cargo_build(&["--target", "wasm32-wasip2", "-p", "quickbooks-customers"]);
+        workspace().join("target/wasm32-wasip2/release/quickbooks_customers.wasm")
+    })
+}
+
+/// The `sync-host` binary, for tests of the command line itself.
+pub fn host_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        cargo_build(&["-p", "sync-host", "--bin", "sync-host"]);
+        workspace().join("target/release/sync-host")
+    })
+}
+
+/// The compiled component, shared by every test of a binary (compiled once).
+pub fn runtime() -> &'static SyncRuntime {
+    static RUNTIME: OnceLock<SyncRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| SyncRuntime::from_file(guest_wasm()).expect("the guest loads"))
+}
+
+/// A test's own database and connection against one fake QuickBooks.
+pub struct Harness {
+    pub fake: FakeQbo,
+    pub base_url: String,
+    _server: fake_qbo::RunningFake,
+    dir: tempfile::TempDir,
+    pub connection: String,
+}
+
+impl Harness {
+    /// Starts `fake` on loopback with a fresh database.
+    pub fn new(fake: FakeQbo) -> Self {
+        let server = fake.start().expect("fake QuickBooks starts");
+        Harness {
+            base_url: server.base_url(),
+            fake,
+            _server: server,
+            dir: tempfile::tempdir().expect("temp dir"),
+            connection: "default".into(),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("records.sqlite")
+    }
+
+    /// One run of the real component in the real host.
+    pub fn run(&self) -> Result<RunReport, RunFailure> {
+        self.run_with_token(Some(TOKEN.to_string()))
+    }
+
+    pub fn run_with_token(&self, token: Option<String>) -> Result<RunReport, RunFailure> {
+        let spec = sync_host::cli::ConnectionSpec {
+            connection: self.connection.clone(),
+            base_url: self.base_url.clone(),
+            realm_id: REALM.into(),
+            token,
+            // Short backoffs keep the outage tests quick; Retry-After is still honoured.
+            retry: sync_host::proxy::RetryPolicy { base: std::time::Duration::from_millis(20), ..Default::default() },
+            limits: Limits::default(),
+        };
+        sync_host::cli::run_once(runtime(), &self.db(), &spec)
+            .map_err(|e| match e.downcast::<RunFailure>() {
+                Ok(failure) => failure,
+                Err(other) => RunFailure::Host(other),
+            })
+    }
+
+    /// Runs and expects success.
+    pub fn sync(&self) -> RunReport {
+        self.run().unwrap_or_else(|e| panic!("run failed: {e}"))
+    }
+
+    /// Every record of the connection, through `GET /customers`, paging with `limit`.
+    pub fn api_records(&self, query: &str) -> Vec<Value> {
+        let api = Api::start(&self.db(), None);
+        api.all(query, &self.connection)
+    }
+
+    /// The live (not deleted) customers in the store, by id.
+    pub fn live_customers(&self) -> std::collections::BTreeMap<String, Value> {
+        self.api_records("filter=added,updated&limit=1000")
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("_nango_metadata");
+                (r["id"].as_str().unwrap().to_owned(), r)
+            })
+            .collect()
+    }
+
+    /// Asserts that the live records are exactly the upstream active customers, mapped.
+    pub fn assert_store_matches_upstream(&self) {
+        let expected: std::collections::BTreeMap<String, Value> = self
+            .fake
+            .all_customers()
+            .into_iter()
+            .filter(|c| c["Active"].as_bool().unwrap_or(true))
+            .map(|c| {
+                let mapped = map_customer(&c);
+                (mapped["id"].as_str().unwrap().to_owned(), mapped)
+            })
+            .collect();
+        let live = self.live_customers();
+        let missing: Vec<&String> = expected.keys().filter(|k| !live.contains_key(*k)).collect();
+        let extra: Vec<&String> = live.keys().filter(|k| !expected.contains_key(*k)).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "missing from store: {missing:?}; stale in store: {extra:?}");
+        for (id, want) in &expected {
+            assert_eq!(&live[id], want, "customer {id} is stale");
+        }
+    }
+
+    /// The checkpoint the component saved, parsed.
+    pub fn checkpoint(&self) -> Option<Value> {
+        use sync_host::checkpoint::CheckpointStore;
+        let mut store = sync_host::records::sqlite::SqliteCheckpoints::open(&self.db()).unwrap();
+        store.get(&self.connection, "customers").unwrap().map(|t| serde_json::from_str(&t).unwrap())
+    }
+}
+
+/// The records API on loopback, over a database.
+pub struct Api {
+    pub base_url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Api {
+    pub fn start(db: &Path, api_key: Option<String>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let state = sync_host::api::ApiState::new(db.to_path_buf(), api_key).expect("api state");
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        runtime.spawn(async move { axum::serve(listener, sync_host::api::router(state)).await });
+        Api { base_url, _runtime: runtime }
+    }
+
+    /// GET a path; returns status and JSON body.
+    pub fn get(&self, path_and_query: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut request = agent.get(&format!("{}{}", self.base_url, path_and_query));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut response = request.call().expect("request reaches the api");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    /// Every record, following `next_cursor`.
+    pub fn all(&self, query: &str, connection: &str) -> Vec<Value> {
+        let mut records = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/customers?{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, body) = self.get(&path, &[("Connection-Id", connection)]);
+            assert_eq!(status, 200, "{body}");
+            records.extend(body["records"].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return records,
+            }
+        }
+    }
+}
+
+/// SPEC §3.3, written independently of the guest's code, for comparisons.
+pub fn map_customer(c: &Value) -> Value {
+    let s = |v: &Value| if v.is_string() { v.clone() } else { Value::Null };
+    let address = |a: &Value| {
+        if a.is_object() {
+            serde_json::json!({
+                "city": s(&a["City"]), "line1": s(&a["Line1"]), "postal_code": s(&a["PostalCode"]),
+                "country": s(&a["Country"]), "id": a["Id"].as_str().unwrap_or(""),
+            })
+        } else {
+            Value::Null
+        }
+    };
+    let utc = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("timestamp"))
+            .expect("rfc3339")
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    serde_json::json!({
+        "id": c["Id"].as_str().unwrap(),
+        "given_name": s(&c["GivenName"]),
+        "display_name": s(&c["DisplayName"]),
+        "active": c["Active"].as_bool().unwrap_or(true),
+        "balance_cents": cents(&c["Balance"]),
+        "taxable": c["Taxable"].as_bool().unwrap_or(false),
+        "primary_email": s(&c["PrimaryEmailAddr"]["Address"]),
+        "primary_phone": s(&c["PrimaryPhone"]["FreeFormNumber"]),
+        "bill_address": address(&c["BillAddr"]),
+        "ship_address": address(&c["ShipAddr"]),
+        "created_at": utc(&c["MetaData"]["CreateTime"]),
+        "updated_at": utc(&c["MetaData"]["LastUpdatedTime"]),
+    })
+}
+
+/// Cents from a JSON number by string arithmetic on its shortest text.
+fn cents(balance: &Value) -> i64 {
+    if balance.is_null() {
+        return 0;
+    }
+    let text = balance.to_string();
+    let negative = text.starts_with('-');
+    let digits = text.trim_start_matches('-');
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let mut fraction: Vec<u8> = fraction.bytes().map(|b| b - b'0').collect();
+    fraction.resize(fraction.len().max(3), 0);
+    let mut value = whole.parse::<i64>().unwrap() * 100 + i64::from(fraction[0]) * 10 + i64::from(fraction[1]);
+    if fraction[2] >= 5 {
+        value += 1;
+    }
+    if negative {
+        -value
+    } else {
+        value
+    }
+}
+
+/// Runs the `sync-host` binary; returns exit success, stdout and stderr.
+pub fn sync_host_cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(bool, String, String)> {
+    let output = Command::new(host_binary())
+        .args(args)
+        .env_remove("QBO_ACCESS_TOKEN")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .context("sync-host runs")?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
