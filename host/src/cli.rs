@@ -10,7 +10,7 @@ use crate::api::{self, ApiState};
 use crate::config::ConnectionConfig;
 use crate::proxy::{HttpProxy, RetryPolicy};
 use crate::records::sqlite::{SqliteCheckpoints, SqliteStore};
-use crate::runtime::{Limits, RunJob, RunReport, SyncRuntime};
+use crate::runtime::{Limits, Progress, RunJob, RunReport, SyncRuntime};
 
 /// Where `cargo build --release --target wasm32-wasip2 -p quickbooks-customers` puts the guest.
 pub const BUILT_GUEST: &str = "target/wasm32-wasip2/release/quickbooks_customers.wasm";
@@ -31,6 +31,11 @@ enum Command {
     Run(RunArgs),
     /// Serve the stored records over HTTP (GET /customers).
     Serve(ServeArgs),
+    /// The main job on embedded defaults: a fake QuickBooks on loopback,
+    /// synced into a local SQLite file, served over HTTP.
+    Demo(crate::demo::DemoArgs),
+    /// Serve a fake QuickBooks Online company on loopback (for tests and other hosts).
+    FakeQbo(crate::demo::FakeArgs),
     /// Print what a component declares (its `describe`), as JSON.
     Describe {
         /// The component (.wasm); defaults to the built guest.
@@ -87,6 +92,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
+        Command::Demo(args) => crate::demo::demo(args),
+        Command::FakeQbo(args) => crate::demo::fake_qbo(args),
         Command::Describe { component } => describe(component),
     };
     match result {
@@ -143,7 +150,12 @@ pub struct ConnectionSpec {
 }
 
 /// Runs a component once for a connection, storing into the database `db`.
-pub fn run_once(runtime: &SyncRuntime, db: &Path, spec: &ConnectionSpec) -> anyhow::Result<RunReport> {
+pub fn run_once(
+    runtime: &SyncRuntime,
+    db: &Path,
+    spec: &ConnectionSpec,
+    progress: Option<Progress>,
+) -> anyhow::Result<RunReport> {
     let job = RunJob {
         connection_id: spec.connection.clone(),
         config: ConnectionConfig::new().with("realmId", &spec.realm_id),
@@ -151,6 +163,7 @@ pub fn run_once(runtime: &SyncRuntime, db: &Path, spec: &ConnectionSpec) -> anyh
         records: Box::new(SqliteStore::open(db)?),
         checkpoints: Box::new(SqliteCheckpoints::open(db)?),
         limits: spec.limits,
+        progress,
     };
     Ok(runtime.run(job)?)
 }
@@ -166,7 +179,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         retry: RetryPolicy::default(),
         limits: Limits { memory_bytes: args.memory_mib << 20, deadline: Duration::from_secs(args.timeout_secs) },
     };
-    let report = run_once(&runtime, &args.db, &spec).context("run failed")?;
+    let report = run_once(&runtime, &args.db, &spec, None).context("run failed")?;
     println!("{}", report.to_json());
     Ok(())
 }
@@ -184,7 +197,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 

@@ -10,6 +10,7 @@ pub mod bindings;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod log;
 pub mod proxy;
 pub mod records;

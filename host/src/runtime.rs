@@ -43,7 +43,12 @@ pub struct RunJob {
     pub records: Box<dyn RecordStore>,
     pub checkpoints: Box<dyn CheckpointStore>,
     pub limits: Limits,
+    /// Called after every stored batch with the run's totals so far.
+    pub progress: Option<Progress>,
 }
+
+/// A progress callback: the store's totals after each batch.
+pub type Progress = Box<dyn FnMut(&BatchOutcome) + Send>;
 
 /// What a successful run did: the component's summary and the store's count.
 #[derive(Debug, Clone)]
@@ -56,16 +61,27 @@ pub struct RunReport {
 
 impl RunReport {
     /// The one-line JSON summary `sync-host run` prints.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "added": self.outcome.added,
-            "updated": self.outcome.updated,
-            "deleted": self.outcome.deleted,
-            "unchanged": self.outcome.unchanged,
-            "pages": self.summary.pages,
-            "requests": self.summary.requests,
-            "retries": self.summary.retries,
+    pub fn to_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Line {
+            added: u32,
+            updated: u32,
+            deleted: u32,
+            unchanged: u32,
+            pages: u32,
+            requests: u32,
+            retries: u32,
+        }
+        serde_json::to_string(&Line {
+            added: self.outcome.added,
+            updated: self.outcome.updated,
+            deleted: self.outcome.deleted,
+            unchanged: self.outcome.unchanged,
+            pages: self.summary.pages,
+            requests: self.summary.requests,
+            retries: self.summary.retries,
         })
+        .expect("a summary serializes")
     }
 }
 
@@ -119,6 +135,7 @@ pub struct RunState {
     pub(crate) sync_name: String,
     pub(crate) run_id: String,
     pub(crate) outcome: BatchOutcome,
+    pub(crate) progress: Option<Progress>,
     pub(crate) requests: u32,
     pub(crate) retries: u32,
 }
@@ -200,6 +217,7 @@ impl SyncRuntime {
             records: Box::new(Unavailable),
             checkpoints: Box::new(Unavailable),
             limits: Limits::default(),
+            progress: None,
         });
         let mut store = self.store(state, Limits::default());
         let instance = self.pre.instantiate(&mut store)?;
@@ -220,6 +238,7 @@ impl SyncRuntime {
             sync_name: self.metadata.name.clone(),
             run_id: new_run_id(),
             outcome: BatchOutcome::default(),
+            progress: job.progress,
             requests: 0,
             retries: 0,
         }

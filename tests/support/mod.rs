@@ -96,7 +96,7 @@ impl Harness {
             retry: sync_host::proxy::RetryPolicy { base: std::time::Duration::from_millis(20), ..Default::default() },
             limits: Limits::default(),
         };
-        sync_host::cli::run_once(runtime(), &self.db(), &spec)
+        sync_host::cli::run_once(runtime(), &self.db(), &spec, None)
             .map_err(|e| match e.downcast::<RunFailure>() {
                 Ok(failure) => failure,
                 Err(other) => RunFailure::Host(other),

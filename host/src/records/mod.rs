@@ -221,6 +221,13 @@ impl RunState {
         }
         Ok(Scope { connection: self.connection_id.clone(), model: model.to_owned() })
     }
+
+    fn record_outcome(&mut self, outcome: BatchOutcome) {
+        self.outcome += outcome;
+        if let Some(progress) = self.progress.as_mut() {
+            progress(&self.outcome);
+        }
+    }
 }
 
 impl wit::Host for RunState {
@@ -228,7 +235,7 @@ impl wit::Host for RunState {
         let scope = self.scope_for(&model)?;
         let valid = validate_batch(&records)?;
         let outcome = self.records.save(&scope, &valid).map_err(|e| wit::Error::Store(e.to_string()))?;
-        self.outcome += outcome;
+        self.record_outcome(outcome);
         Ok(outcome.into())
     }
 
@@ -236,7 +243,7 @@ impl wit::Host for RunState {
         let scope = self.scope_for(&model)?;
         validate_ids(&ids)?;
         let outcome = self.records.delete(&scope, &ids).map_err(|e| wit::Error::Store(e.to_string()))?;
-        self.outcome += outcome;
+        self.record_outcome(outcome);
         Ok(outcome.into())
     }
 }
