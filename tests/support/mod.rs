@@ -87,6 +87,10 @@ impl Harness {
     }
 
     pub fn run_with_token(&self, token: Option<String>) -> Result<RunReport, RunFailure> {
+        self.run_with(token, Limits::default())
+    }
+
+    pub fn run_with(&self, token: Option<String>, limits: Limits) -> Result<RunReport, RunFailure> {
         let spec = sync_host::cli::ConnectionSpec {
             connection: self.connection.clone(),
             base_url: self.base_url.clone(),
@@ -94,7 +98,7 @@ impl Harness {
             token,
             // Short backoffs keep the outage tests quick; Retry-After is still honoured.
             retry: sync_host::proxy::RetryPolicy { base: std::time::Duration::from_millis(20), ..Default::default() },
-            limits: Limits::default(),
+            limits,
         };
         sync_host::cli::run_once(runtime(), &self.db(), &spec, None)
             .map_err(|e| match e.downcast::<RunFailure>() {
@@ -127,6 +131,12 @@ impl Harness {
 
     /// Asserts that the live records are exactly the upstream active customers, mapped.
     pub fn assert_store_matches_upstream(&self) {
+        self.assert_store_matches_upstream_but(&[]);
+    }
+
+    /// Like [`Self::assert_store_matches_upstream`], tolerating `extra` ids
+    /// still live (customers deleted outright, which only CDC reveals).
+    pub fn assert_store_matches_upstream_but(&self, extra_allowed: &[String]) {
         let expected: std::collections::BTreeMap<String, Value> = self
             .fake
             .all_customers()
@@ -139,7 +149,8 @@ impl Harness {
             .collect();
         let live = self.live_customers();
         let missing: Vec<&String> = expected.keys().filter(|k| !live.contains_key(*k)).collect();
-        let extra: Vec<&String> = live.keys().filter(|k| !expected.contains_key(*k)).collect();
+        let extra: Vec<&String> =
+            live.keys().filter(|k| !expected.contains_key(*k) && !extra_allowed.contains(k)).collect();
         assert!(missing.is_empty() && extra.is_empty(), "missing from store: {missing:?}; stale in store: {extra:?}");
         for (id, want) in &expected {
             assert_eq!(&live[id], want, "customer {id} is stale");
@@ -152,6 +163,23 @@ impl Harness {
         let mut store = sync_host::records::sqlite::SqliteCheckpoints::open(&self.db()).unwrap();
         store.get(&self.connection, "customers").unwrap().map(|t| serde_json::from_str(&t).unwrap())
     }
+}
+
+/// Ids in the order QuickBooks pages them: by LastUpdatedTime, ties in table order.
+pub fn query_order(fake: &FakeQbo) -> Vec<(String, chrono::DateTime<chrono::FixedOffset>)> {
+    let customers: std::collections::HashMap<String, Value> =
+        fake.all_customers().into_iter().map(|c| (c["Id"].as_str().unwrap().to_owned(), c)).collect();
+    let mut order: Vec<(String, chrono::DateTime<chrono::FixedOffset>)> = fake
+        .internal_order()
+        .into_iter()
+        .filter_map(|id| {
+            let c = customers.get(&id)?;
+            let at = chrono::DateTime::parse_from_rfc3339(c["MetaData"]["LastUpdatedTime"].as_str()?).ok()?;
+            Some((id, at))
+        })
+        .collect();
+    order.sort_by_key(|(_, at)| *at);
+    order
 }
 
 /// The records API on loopback, over a database.
