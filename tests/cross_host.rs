@@ -1,1 +1,211 @@
-//! Placeholder: the cross-host test (same .wasm in sync-host and in Node.js via jco) goes here.
+//! Swap hosts without recompiling: the very same `.wasm` runs in the Rust
+//! host (wasmtime) and in the Node.js host (`host/node`, through jco), against
+//! one fake QuickBooks, and both end up with the same records.
+
+use chrono::Duration;
+use e2e_tests::*;
+use fake_qbo::GenerateOptions;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Records by id: the payload and whether it is (soft-)deleted.
+type Records = BTreeMap<String, (Value, bool)>;
+
+/// 33 recorded sandbox customers plus 300 generated: a tenth archived, 120
+/// sharing one `LastUpdatedTime` (the case that breaks naive paging).
+fn company() -> FakeQbo {
+    let fake = FakeQbo::new(REALM, TOKEN);
+    fake.seed_recorded();
+    let shared = fake.now() - Duration::days(2);
+    fake.seed_generated(
+        300,
+        &GenerateOptions { shared_timestamp: Some((120, shared)), archived_fraction: 0.1, ..Default::default() },
+    );
+    fake
+}
+
+fn node_dir() -> PathBuf {
+    workspace().join("host/node")
+}
+
+/// Fails with a clear message when Node.js is missing, and installs the Node
+/// host's locked dependencies on first use.
+fn node_ready() {
+    let version = Command::new("node").arg("--version").output();
+    match version {
+        Ok(out) if out.status.success() => {}
+        _ => panic!("the cross-host test needs Node.js >= 20 on PATH (`node --version` failed); install it and rerun"),
+    }
+    if !node_dir().join("node_modules").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--quiet", "--no-audit", "--no-fund"])
+            .current_dir(node_dir())
+            .status()
+            .expect("npm runs (it comes with Node.js)");
+        assert!(status.success(), "`npm ci` in host/node failed");
+    }
+}
+
+/// `sha256sum` of a file, as lower-case hex.
+fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum runs");
+    assert!(out.status.success(), "sha256sum failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().expect("a digest").to_owned()
+}
+
+/// The Node host run as a user runs it; returns its summary line and the
+/// component hash it reported.
+struct NodeRun {
+    summary: Value,
+    component_sha256: String,
+}
+
+fn node_run(wasm: &Path, base_url: &str, state: &Path) -> NodeRun {
+    let output = Command::new("node")
+        .arg(node_dir().join("run.mjs"))
+        .arg("--component")
+        .arg(wasm)
+        .args(["--base-url", base_url, "--realm-id", REALM, "--db"])
+        .arg(state)
+        .arg("--print-hash")
+        .env("QBO_ACCESS_TOKEN", TOKEN)
+        .current_dir(workspace())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the Node host failed:\nstdout: {stdout}\nstderr: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the Node host prints one summary line: {stdout}");
+    let component_sha256 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("component sha256 "))
+        .unwrap_or_else(|| panic!("no `component sha256` line on stderr: {stderr}"))
+        .trim()
+        .to_owned();
+    assert!(!stderr.contains(TOKEN), "the token leaked: {stderr}");
+    NodeRun { summary: serde_json::from_str(lines[0]).expect("the summary is JSON"), component_sha256 }
+}
+
+/// The Rust host's records, through its records API (`GET /customers`).
+fn rust_records(harness: &Harness) -> Records {
+    harness
+        .api_records("limit=1000")
+        .into_iter()
+        .map(|mut r| {
+            let meta = r.as_object_mut().unwrap().remove("_nango_metadata").expect("records carry metadata");
+            let deleted = meta["last_action"] == "DELETED";
+            (r["id"].as_str().unwrap().to_owned(), (r, deleted))
+        })
+        .collect()
+}
+
+/// The Node host's records, from its state file.
+fn node_records(state: &Path) -> Records {
+    let text = std::fs::read_to_string(state).expect("the Node host wrote its state file");
+    let state: Value = serde_json::from_str(&text).expect("the state file is JSON");
+    assert!(state["checkpoint"].is_string(), "a checkpoint was saved: {}", state["checkpoint"]);
+    state["records"]["Customer"]
+        .as_object()
+        .expect("records.Customer is an object")
+        .iter()
+        .map(|(id, entry)| (id.clone(), (entry["record"].clone(), entry["deleted"].as_bool().expect("deleted is a bool"))))
+        .collect()
+}
+
+fn assert_same_records(phase: &str, rust: &Records, node: &Records) {
+    let only_rust: Vec<&String> = rust.keys().filter(|k| !node.contains_key(*k)).collect();
+    let only_node: Vec<&String> = node.keys().filter(|k| !rust.contains_key(*k)).collect();
+    assert!(only_rust.is_empty() && only_node.is_empty(), "{phase}: only in Rust: {only_rust:?}; only in Node: {only_node:?}");
+    for (id, (record, deleted)) in rust {
+        let (node_record, node_deleted) = &node[id];
+        assert_eq!(record, node_record, "{phase}: record {id} differs");
+        assert_eq!(deleted, node_deleted, "{phase}: deleted flag of {id} differs");
+    }
+}
+
+/// Both hosts printed the same change counts (and, running the same guest on
+/// the same data, the same pages and requests).
+fn assert_same_summary(phase: &str, rust: &Value, node: &Value) {
+    for key in ["added", "updated", "deleted", "unchanged", "pages", "requests", "retries"] {
+        assert_eq!(rust[key], node[key], "{phase}: `{key}` differs: Rust {rust}, Node {node}");
+    }
+}
+
+#[test]
+fn the_same_wasm_syncs_the_same_records_in_rust_and_node() {
+    let wasm = guest_wasm();
+    node_ready();
+    let wasm_sha256 = sha256_file(wasm);
+
+    let harness = Harness::new(company());
+    let fake = &harness.fake;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+
+    // Phase 1: full sync in both hosts.
+    let rust_full = harness.sync();
+    let node_full = node_run(wasm, &harness.base_url, &state);
+    assert_eq!(node_full.component_sha256, wasm_sha256, "the Node host loaded other bytes than the Rust host");
+    let rust_summary: Value = serde_json::from_str(&rust_full.to_json()).unwrap();
+    assert_same_summary("full", &rust_summary, &node_full.summary);
+    let active = fake.all_customers().iter().filter(|c| c["Active"].as_bool().unwrap_or(true)).count();
+    assert_eq!(rust_full.outcome.added as usize, active);
+    let rust = rust_records(&harness);
+    assert_eq!(rust.len(), active);
+    assert_same_records("full", &rust, &node_records(&state));
+
+    // Phase 2, an hour later upstream: updates, archives, a re-activation and additions.
+    fake.advance(Duration::hours(1));
+    let customers = fake.all_customers();
+    let active_ids: Vec<String> = customers
+        .iter()
+        .filter(|c| c["Active"].as_bool().unwrap_or(true))
+        .map(|c| c["Id"].as_str().unwrap().to_owned())
+        .collect();
+    let archived_before: Vec<String> = customers
+        .iter()
+        .filter(|c| c["Active"] == Value::Bool(false))
+        .map(|c| c["Id"].as_str().unwrap().to_owned())
+        .collect();
+    let updated: Vec<&String> = active_ids.iter().step_by(25).take(10).collect();
+    let archived: Vec<&String> = active_ids.iter().skip(7).step_by(50).take(5).collect();
+    assert!(updated.iter().all(|id| !archived.contains(id)));
+    for id in &updated {
+        fake.update(id, |c| {
+            c.insert("DisplayName".into(), Value::String(format!("Renamed {id} — Ünïcode 'quoted'")));
+        });
+    }
+    for id in &archived {
+        fake.archive(id);
+    }
+    let reactivated = archived_before.first().expect("some customers are archived").clone();
+    fake.reactivate(&reactivated);
+    for i in 0..3 {
+        fake.insert(serde_json::json!({"DisplayName": format!("Cross-host customer {i}"), "Balance": 12.5}));
+    }
+
+    let rust_incremental = harness.sync();
+    let node_incremental = node_run(wasm, &harness.base_url, &state);
+    assert_eq!(node_incremental.component_sha256, wasm_sha256);
+    let rust_summary: Value = serde_json::from_str(&rust_incremental.to_json()).unwrap();
+    assert_same_summary("incremental", &rust_summary, &node_incremental.summary);
+    assert_eq!(rust_incremental.outcome.added, 3 + 1, "additions and the re-activated customer");
+    assert_eq!(rust_incremental.outcome.updated as usize, updated.len());
+    assert_eq!(rust_incremental.outcome.deleted as usize, archived.len());
+    let rust = rust_records(&harness);
+    for id in &archived {
+        assert!(rust[*id].1, "archived customer {id} is deleted in the Rust store");
+    }
+    assert_same_records("incremental", &rust, &node_records(&state));
+
+    // Phase 3: nothing changed upstream; neither host changes anything.
+    let rust_idle = harness.sync();
+    let node_idle = node_run(wasm, &harness.base_url, &state);
+    let rust_summary: Value = serde_json::from_str(&rust_idle.to_json()).unwrap();
+    assert_same_summary("idle", &rust_summary, &node_idle.summary);
+    assert_eq!((rust_idle.outcome.added, rust_idle.outcome.updated, rust_idle.outcome.deleted), (0, 0, 0));
+    assert_same_records("idle", &rust_records(&harness), &node_records(&state));
+}

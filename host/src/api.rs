@@ -395,4 +395,54 @@ mod tests {
         assert_eq!(value["_nango_metadata"]["deleted_at"], serde_json::Value::Null);
         assert_eq!(value["_nango_metadata"]["last_modified_at"], "1970-01-01T00:00:00.000002Z");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pair(name: &str, value: String) -> Vec<(String, String)> {
+            vec![(name.to_owned(), value)]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_parameters_never_panic(pairs in proptest::collection::vec((".{0,12}", ".{0,40}"), 0..6)) {
+                if let Err(error) = parse_params(&pairs) {
+                    prop_assert_eq!(error.status, StatusCode::BAD_REQUEST);
+                }
+            }
+
+            #[test]
+            fn a_limit_is_accepted_exactly_from_1_to_10000(limit in any::<i64>()) {
+                let parsed = parse_params(&pair("limit", limit.to_string()));
+                prop_assert_eq!(parsed.is_ok(), (1..=10_000).contains(&limit));
+            }
+
+            #[test]
+            fn cursors_round_trip(micros in any::<i64>(), id in "\\PC{1,40}") {
+                let position = Position { last_modified_us: micros, id };
+                let parsed = parse_params(&pair("cursor", encode_cursor(&position))).unwrap();
+                prop_assert_eq!(parsed.after, Some(position));
+            }
+
+            #[test]
+            fn any_cursor_text_decodes_or_is_an_invalid_cursor(text in ".{0,80}") {
+                match decode_cursor(&text) {
+                    Ok(position) => prop_assert_eq!(decode_cursor(&encode_cursor(&position)).unwrap(), position),
+                    Err(error) => prop_assert_eq!(error.code, "invalid_cursor"),
+                }
+            }
+
+            #[test]
+            fn filters_are_sets_of_actions(parts in proptest::collection::vec(prop_oneof!["added", "updated", "deleted", "ADDED"], 1..6)) {
+                let parsed = parse_params(&pair("filter", parts.join(","))).unwrap();
+                let mut expected: Vec<String> = parts.iter().map(|p| p.to_ascii_uppercase()).collect();
+                expected.sort();
+                expected.dedup();
+                let mut got: Vec<String> = parsed.actions.iter().map(|a| a.as_str().to_owned()).collect();
+                got.sort();
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
 }

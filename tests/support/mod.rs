@@ -303,3 +303,66 @@ pub fn sync_host_cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(boo
         String::from_utf8_lossy(&output.stderr).into_owned(),
     ))
 }
+
+/// `sync-host serve` as a child process on a free loopback port; killed on drop.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub api: ApiClient,
+}
+
+impl ServeProcess {
+    pub fn start(db: &Path, api_key: Option<&str>) -> Self {
+        use std::io::BufRead as _;
+        let mut command = Command::new(host_binary());
+        command
+            .args(["serve", "--db", db.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .env_remove("SYNC_HOST_API_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(key) = api_key {
+            command.args(["--api-key", key]);
+        }
+        let mut child = command.spawn().expect("sync-host serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stderr).read_line(&mut line).unwrap();
+        let base_url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("serve printed no address: {line}"))
+            .trim_end_matches("/customers")
+            .to_owned();
+        ServeProcess { child, api: ApiClient { base_url } }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking client of the records API.
+pub struct ApiClient {
+    pub base_url: String,
+}
+
+impl ApiClient {
+    /// Sends a request; returns status, headers and the body (JSON if it parses).
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut builder = ureq::http::Request::builder().method(method).uri(format!("{}{}", self.base_url, path));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let mut response = agent.run(builder.body(Vec::<u8>::new()).unwrap()).expect("request reaches the api");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        self.request("GET", path, headers)
+    }
+}

@@ -172,11 +172,45 @@ pub fn validate_batch(records: &[String]) -> Result<Vec<ValidRecord>, BatchError
             if !seen.insert(id.clone()) {
                 return Err(BatchError::DuplicateId { id });
             }
-            // serde_json's map is ordered by key, so this text is canonical.
-            let canonical = serde_json::to_string(&value).expect("a parsed value serializes");
-            Ok(ValidRecord { id, json: text.trim().to_owned(), hash: Sha256::digest(canonical.as_bytes()).into() })
+            let mut hasher = Sha256::new();
+            hash_canonical(&value, &mut hasher);
+            Ok(ValidRecord { id, json: text.trim().to_owned(), hash: hasher.finalize().into() })
         })
         .collect()
+}
+
+/// Feeds the canonical form of `value` (object keys sorted, no whitespace) to
+/// `hasher`. Sorting here, rather than relying on serde_json's map order, keeps
+/// the hash stable whichever serde_json features the build enables.
+fn hash_canonical(value: &serde_json::Value, hasher: &mut Sha256) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            hasher.update(b"{");
+            for (index, (key, item)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    hasher.update(b",");
+                }
+                hasher.update(serde_json::to_string(key).expect("a string serializes").as_bytes());
+                hasher.update(b":");
+                hash_canonical(item, hasher);
+            }
+            hasher.update(b"}");
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    hasher.update(b",");
+                }
+                hash_canonical(item, hasher);
+            }
+            hasher.update(b"]");
+        }
+        scalar => hasher.update(serde_json::to_string(scalar).expect("a scalar serializes").as_bytes()),
+    }
 }
 
 /// Validates ids for a delete batch.
@@ -258,8 +292,8 @@ mod tests {
 
     #[test]
     fn key_order_and_whitespace_do_not_change_the_hash() {
-        let records = batch(&[r#"{"id":"1","a":1,"b":[1,2]}"#, r#"{ "b": [1, 2], "a": 1, "id": "2" }"#]).unwrap();
-        let same = batch(&[r#"{"b":[1,2],"id":"1","a":1}"#]).unwrap();
+        let records = batch(&[r#"{"id":"1","a":1,"b":[1,{"y":1,"x":2}]}"#, r#"{ "b": [1, 2], "a": 1, "id": "2" }"#]).unwrap();
+        let same = batch(&[r#"{"b":[1,{"x":2,"y":1}],"id":"1","a":1}"#]).unwrap();
         assert_eq!(records[0].hash, same[0].hash);
         assert_ne!(records[0].hash, records[1].hash);
     }
