@@ -57,6 +57,8 @@ pub struct RunReport {
     pub summary: Summary,
     pub outcome: BatchOutcome,
     pub elapsed: Duration,
+    /// Largest linear memory the component grew to during the run.
+    pub peak_memory_bytes: usize,
 }
 
 impl RunReport {
@@ -126,6 +128,7 @@ pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory_limit: usize,
+    peak_memory: usize,
     pub(crate) proxy: HttpProxy,
     pub(crate) records: Box<dyn RecordStore>,
     pub(crate) checkpoints: Box<dyn CheckpointStore>,
@@ -148,6 +151,7 @@ impl WasiView for RunState {
 
 impl ResourceLimiter for RunState {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.peak_memory = self.peak_memory.max(desired);
         if desired > self.memory_limit {
             wasmtime::bail!("memory limit exceeded: the guest asked for {} MiB, the limit is {} MiB", desired >> 20, self.memory_limit >> 20);
         }
@@ -229,6 +233,7 @@ impl SyncRuntime {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
             memory_limit: job.limits.memory_bytes,
+            peak_memory: 0,
             proxy: job.proxy,
             records: job.records,
             checkpoints: job.checkpoints,
@@ -266,7 +271,13 @@ impl SyncRuntime {
         let result = instance.portable_sync_sync_sync().call_run(&mut store);
         let state = store.into_data();
         match result {
-            Ok(Ok(summary)) => Ok(RunReport { run_id, summary, outcome: state.outcome, elapsed: started.elapsed() }),
+            Ok(Ok(summary)) => Ok(RunReport {
+                run_id,
+                summary,
+                outcome: state.outcome,
+                elapsed: started.elapsed(),
+                peak_memory_bytes: state.peak_memory,
+            }),
             Ok(Err(error)) => Err(RunFailure::Component(error)),
             Err(trap) => Err(RunFailure::Trapped(explain_trap(&trap, limits))),
         }
