@@ -178,3 +178,17 @@ fn describe_declares_the_sync() {
     let schema: Value = serde_json::from_str(&m.models[0].json_schema).unwrap();
     assert_eq!(schema["required"].as_array().unwrap().len(), 12);
 }
+
+#[test]
+fn the_component_imports_only_its_world_and_the_wasi_std_needs() {
+    let imports = runtime().imports();
+    for wanted in ["proxy", "records", "checkpoint", "config", "logging"] {
+        assert!(imports.contains(&format!("portable-sync:sync/{wanted}@0.1.0")), "{wanted} in {imports:?}");
+    }
+    for import in imports {
+        let allowed = import.starts_with("portable-sync:sync/")
+            || import.starts_with("wasi:io/")
+            || import.starts_with("wasi:cli/");
+        assert!(allowed, "unexpected import {import}: no filesystem, sockets, http or clocks");
+    }
+}

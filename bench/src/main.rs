@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = SyncRuntime::from_file(&component_path(args.component.clone())?)?;
     println!("## Full sync, end to end into SQLite\n");
+    println!("Median of {ROUNDS} interleaved rounds; each round starts from an empty database.\n");
     println!("| customers | in wasmtime (rec/s) | native (rec/s) | wasmtime / native time | component peak memory | pages |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for &n in &args.sizes {
@@ -51,44 +52,56 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rounds of each variant, interleaved; the median is reported.
+const ROUNDS: usize = 3;
+
 fn full_sync(runtime: &SyncRuntime, n: usize) -> anyhow::Result<()> {
     let server = pages::PageServer::start(n);
-    let dir = tempfile::tempdir()?;
+    let mut wasm_times = Vec::new();
+    let mut native_times = Vec::new();
+    let mut peak_memory = 0;
+    let mut pages = 0;
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir()?;
+        let spec = ConnectionSpec {
+            connection: "bench".into(),
+            base_url: server.base_url.clone(),
+            realm_id: "1".into(),
+            token: Some("t".into()),
+            retry: RetryPolicy::default(),
+            limits: Limits::default(),
+        };
+        let report = run_once(runtime, &dir.path().join("wasm.sqlite"), &spec, None)?;
+        anyhow::ensure!(report.outcome.added as usize == n, "wasm run stored {} of {n}", report.outcome.added);
+        wasm_times.push(report.elapsed);
+        peak_memory = peak_memory.max(report.peak_memory_bytes);
+        pages = report.summary.pages;
 
-    let wasm_db = dir.path().join("wasm.sqlite");
-    let spec = ConnectionSpec {
-        connection: "bench".into(),
-        base_url: server.base_url.clone(),
-        realm_id: "1".into(),
-        token: Some("t".into()),
-        retry: RetryPolicy::default(),
-        limits: Limits::default(),
+        let native_db = dir.path().join("native.sqlite");
+        let mut platform = native::NativePlatform {
+            proxy: HttpProxy::new(&server.base_url, Some("t".into()), RetryPolicy::default())?,
+            store: SqliteStore::open(&native_db)?,
+            checkpoints: SqliteCheckpoints::open(&native_db)?,
+            realm_id: "1".into(),
+            connection: "bench".into(),
+            outcome: Default::default(),
+        };
+        let started = Instant::now();
+        quickbooks_customers::sync::run(&mut platform).map_err(|e| anyhow::anyhow!("native run: {e}"))?;
+        native_times.push(started.elapsed());
+        anyhow::ensure!(platform.outcome.added as usize == n, "native run stored {} of {n}", platform.outcome.added);
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
     };
-    let report = run_once(runtime, &wasm_db, &spec, None)?;
-    anyhow::ensure!(report.outcome.added as usize == n, "wasm run stored {} of {n}", report.outcome.added);
-    let wasm_time = report.elapsed;
-
-    let native_db = dir.path().join("native.sqlite");
-    let mut platform = native::NativePlatform {
-        proxy: HttpProxy::new(&server.base_url, Some("t".into()), RetryPolicy::default())?,
-        store: SqliteStore::open(&native_db)?,
-        checkpoints: SqliteCheckpoints::open(&native_db)?,
-        realm_id: "1".into(),
-        connection: "bench".into(),
-        outcome: Default::default(),
-    };
-    let started = Instant::now();
-    quickbooks_customers::sync::run(&mut platform).map_err(|e| anyhow::anyhow!("native run: {e}"))?;
-    let native_time = started.elapsed();
-    anyhow::ensure!(platform.outcome.added as usize == n, "native run stored {} of {n}", platform.outcome.added);
-
+    let (wasm_time, native_time) = (median(&mut wasm_times), median(&mut native_times));
     println!(
-        "| {n} | {:.0} | {:.0} | {:.2} | {:.1} MiB | {} |",
+        "| {n} | {:.0} | {:.0} | {:.2} | {:.1} MiB | {pages} |",
         n as f64 / wasm_time.as_secs_f64(),
         n as f64 / native_time.as_secs_f64(),
         wasm_time.as_secs_f64() / native_time.as_secs_f64(),
-        report.peak_memory_bytes as f64 / (1 << 20) as f64,
-        report.summary.pages,
+        peak_memory as f64 / (1 << 20) as f64,
     );
     Ok(())
 }

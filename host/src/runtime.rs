@@ -167,6 +167,7 @@ impl ResourceLimiter for RunState {
 pub struct SyncRuntime {
     engine: Engine,
     pre: SyncComponentPre<RunState>,
+    imports: Vec<String>,
     metadata: Metadata,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -203,9 +204,15 @@ impl SyncRuntime {
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), stop_ticker.clone());
 
-        let mut runtime = SyncRuntime { engine, pre, metadata: placeholder_metadata(), stop_ticker };
+        let imports = component.component_type().imports(&engine).map(|(name, _)| name.to_owned()).collect();
+        let mut runtime = SyncRuntime { engine, pre, imports, metadata: placeholder_metadata(), stop_ticker };
         runtime.metadata = runtime.call_describe()?;
         Ok(runtime)
+    }
+
+    /// The interfaces the component imports (its capability surface).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// What the component says it is.
