@@ -4,7 +4,7 @@
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use crate::customer::{parse_timestamp, QboCustomer, MODEL};
 use crate::paging::{PagingError, Position, RecordKey, Step};
@@ -216,7 +216,8 @@ impl<P: Platform> Run<'_, P> {
     /// On a full pass the deletes are no-ops, unless a customer saved earlier
     /// in the same pass was archived since.
     fn store(&mut self, customers: &[QboCustomer]) -> Result<(), SyncError> {
-        let mut seen = HashSet::with_capacity(customers.len());
+        // A BTreeSet, not a HashSet: std's hasher seed would import wasi:random.
+        let mut seen = BTreeSet::new();
         let mut records = Vec::new();
         let mut archived = Vec::new();
         // Later entries win if QuickBooks repeats an id within a page.
