@@ -4,7 +4,6 @@
 
 use chrono::Duration;
 use e2e_tests::*;
-use fake_qbo::GenerateOptions;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,19 +11,6 @@ use std::process::Command;
 
 /// Records by id: the payload and whether it is (soft-)deleted.
 type Records = BTreeMap<String, (Value, bool)>;
-
-/// 33 recorded sandbox customers plus 300 generated: a tenth archived, 120
-/// sharing one `LastUpdatedTime` (the case that breaks naive paging).
-fn company() -> FakeQbo {
-    let fake = FakeQbo::new(REALM, TOKEN);
-    fake.seed_recorded();
-    let shared = fake.now() - Duration::days(2);
-    fake.seed_generated(
-        300,
-        &GenerateOptions { shared_timestamp: Some((120, shared)), archived_fraction: 0.1, ..Default::default() },
-    );
-    fake
-}
 
 fn node_dir() -> PathBuf {
     workspace().join("host/node")
@@ -140,7 +126,7 @@ fn the_same_wasm_syncs_the_same_records_in_rust_and_node() {
     node_ready();
     let wasm_sha256 = sha256_file(wasm);
 
-    let harness = Harness::new(company());
+    let harness = Harness::new(company(300, 120, 0.1));
     let fake = &harness.fake;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");

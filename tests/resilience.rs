@@ -10,17 +10,6 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use sync_host::runtime::{Limits, RunFailure};
 
-fn company(generated: usize, crowd: usize, archived_fraction: f64) -> FakeQbo {
-    let fake = FakeQbo::new(REALM, TOKEN);
-    fake.seed_recorded();
-    let shared = fake.now() - Duration::days(2);
-    fake.seed_generated(
-        generated,
-        &GenerateOptions { shared_timestamp: Some((crowd, shared)), archived_fraction, ..Default::default() },
-    );
-    fake
-}
-
 fn failure_text(result: Result<sync_host::runtime::RunReport, RunFailure>) -> String {
     match result {
         Ok(report) => panic!("the run should fail, it did: {}", report.to_json()),

@@ -3,21 +3,13 @@
 
 use chrono::Duration;
 use e2e_tests::*;
-use fake_qbo::GenerateOptions;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// 2,600 customers: the 33 recorded sandbox ones plus 2,567 generated, 10 % of
 /// those archived, 1,500 of them sharing one `LastUpdatedTime`.
-fn company() -> FakeQbo {
-    let fake = FakeQbo::new(REALM, TOKEN);
-    fake.seed_recorded();
-    let shared = fake.now() - Duration::days(2);
-    fake.seed_generated(
-        2567,
-        &GenerateOptions { shared_timestamp: Some((1500, shared)), archived_fraction: 0.1, ..Default::default() },
-    );
-    fake
+fn acceptance_company() -> FakeQbo {
+    company(2567, 1500, 0.1)
 }
 
 fn active_ids(fake: &FakeQbo) -> Vec<String> {
@@ -38,7 +30,7 @@ fn archived_ids(fake: &FakeQbo) -> Vec<String> {
 
 #[test]
 fn full_then_incremental_then_idle() {
-    let harness = Harness::new(company());
+    let harness = Harness::new(acceptance_company());
     let fake = &harness.fake;
     assert_eq!(fake.all_customers().len(), 2600);
     let active = active_ids(fake);

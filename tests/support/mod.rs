@@ -15,6 +15,20 @@ pub use fake_qbo::FakeQbo;
 pub const REALM: &str = "9341453050804937";
 pub const TOKEN: &str = "e2e-access-token";
 
+/// A fake company: the 33 recorded sandbox customers plus `generated` ones,
+/// `archived_fraction` of them archived and the first `crowd` sharing one
+/// `LastUpdatedTime` two days before the fake clock's now.
+pub fn company(generated: usize, crowd: usize, archived_fraction: f64) -> FakeQbo {
+    let fake = FakeQbo::new(REALM, TOKEN);
+    fake.seed_recorded();
+    let shared = fake.now() - chrono::Duration::days(2);
+    fake.seed_generated(
+        generated,
+        &fake_qbo::GenerateOptions { shared_timestamp: Some((crowd, shared)), archived_fraction, ..Default::default() },
+    );
+    fake
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
