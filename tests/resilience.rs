@@ -200,7 +200,7 @@ fn a_401_names_the_authentication_fault_and_loses_nothing() {
     assert!(error.contains("401") && error.contains("3200"), "{error}");
     assert!(!error.contains("expired-token-value"));
     let error = failure_text(harness.run_with_token(None));
-    assert!(error.contains("401"), "{error}");
+    assert!(error.contains("unauthorized") && error.contains("QBO_ACCESS_TOKEN"), "{error}");
     assert_eq!(harness.api_records("limit=10000"), before);
 }
 

@@ -38,8 +38,6 @@ pub struct QboCustomer {
     pub ship_addr: Option<QboAddress>,
     #[serde(rename = "MetaData")]
     pub metadata: Option<QboMetaData>,
-    /// `Deleted` on CDC tombstones of customers deleted outright.
-    pub status: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,11 +119,6 @@ impl QboCustomer {
     /// Whether QuickBooks considers the customer active (absent means active).
     pub fn is_active(&self) -> bool {
         self.active.unwrap_or(true)
-    }
-
-    /// Whether this is a CDC tombstone of a customer deleted outright.
-    pub fn is_deleted_outright(&self) -> bool {
-        self.status.as_deref() == Some("Deleted")
     }
 
     /// `MetaData.LastUpdatedTime` as QuickBooks wrote it, if present.

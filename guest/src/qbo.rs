@@ -75,10 +75,14 @@ pub struct QueryPage {
     pub time: Option<String>,
 }
 
-/// Customers changed since a point in time, from CDC.
+/// What CDC says of customers changed since a point in time. Only outright
+/// deletions matter: every other change also shows in the query endpoint.
 #[derive(Debug)]
 pub struct ChangePage {
-    pub customers: Vec<QboCustomer>,
+    /// Ids of customers deleted outright (merged away).
+    pub deleted_ids: Vec<String>,
+    /// How many changes CDC returned in all (it returns at most 1000).
+    pub changes: usize,
     pub time: Option<String>,
 }
 
@@ -139,7 +143,48 @@ struct CdcEnvelope {
 #[derive(Deserialize)]
 struct CdcResponse {
     #[serde(rename = "QueryResponse", default)]
-    query_responses: Vec<QueryResponse>,
+    query_responses: OneOrMany<CdcQueryResponse>,
+}
+
+#[derive(Deserialize)]
+struct CdcQueryResponse {
+    #[serde(rename = "Customer", default)]
+    customers: Vec<CdcCustomer>,
+}
+
+#[derive(Deserialize)]
+struct CdcCustomer {
+    #[serde(rename = "Id")]
+    id: String,
+    /// `Deleted` on tombstones of customers deleted outright.
+    status: Option<String>,
+}
+
+/// QuickBooks sends `QueryResponse` inside CDC as an array; accept a lone
+/// object too, as some QBO-compatible servers send it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    Many(Vec<T>),
+    One(T),
+}
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
+impl<T> IntoIterator for OneOrMany<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            OneOrMany::Many(items) => items.into_iter(),
+            OneOrMany::One(item) => vec![item].into_iter(),
+        }
+    }
 }
 
 /// Reads a query answer. A 200 without `QueryResponse` is refused: it is not
@@ -158,12 +203,15 @@ pub fn parse_change_page(body: &[u8]) -> Result<ChangePage, ApiError> {
     let responses = envelope.cdc_response.ok_or_else(|| {
         ApiError::InvalidResponse(format!("CDC response has no CDCResponse: {}", excerpt(body)))
     })?;
-    let customers = responses
-        .into_iter()
-        .flat_map(|r| r.query_responses)
-        .flat_map(|q| q.customers)
-        .collect();
-    Ok(ChangePage { customers, time: envelope.time })
+    let mut changes = 0;
+    let mut deleted_ids = Vec::new();
+    for customer in responses.into_iter().flat_map(|r| r.query_responses).flat_map(|q| q.customers) {
+        changes += 1;
+        if customer.status.as_deref() == Some("Deleted") {
+            deleted_ids.push(customer.id);
+        }
+    }
+    Ok(ChangePage { deleted_ids, changes, time: envelope.time })
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
@@ -306,8 +354,15 @@ mod tests {
             br#"{"CDCResponse":[{"QueryResponse":[{"Customer":[{"Id":"5","status":"Deleted","domain":"QBO","MetaData":{"LastUpdatedTime":"2026-05-05T05:00:00-07:00"}},{"Id":"6","Active":false,"MetaData":{"CreateTime":"2026-05-05T05:00:00-07:00","LastUpdatedTime":"2026-05-05T05:00:00-07:00"}}],"startPosition":1,"maxResults":2}]}],"time":"2026-05-05T05:15:24.356-07:00"}"#,
         )
         .unwrap();
-        assert_eq!(page.customers.len(), 2);
-        assert!(page.customers[0].is_deleted_outright());
-        assert!(!page.customers[1].is_deleted_outright());
+        assert_eq!(page.deleted_ids, vec!["5".to_string()]);
+        assert_eq!(page.changes, 2);
+
+        let lone = parse_change_page(
+            br#"{"CDCResponse":[{"QueryResponse":{"Customer":[{"Id":"9","status":"Deleted"}]}}],"time":"t"}"#,
+        )
+        .unwrap();
+        assert_eq!(lone.deleted_ids, vec!["9".to_string()]);
+        let empty = parse_change_page(br#"{"CDCResponse":[{"QueryResponse":[{}]}],"time":"t"}"#).unwrap();
+        assert_eq!(empty.changes, 0);
     }
 }

@@ -259,11 +259,10 @@ impl<P: Platform> Run<'_, P> {
         let request = qbo::customer_changes(&self.realm_id, since);
         let response = self.send(&request)?;
         let changes = qbo::parse_change_page(&response.body).map_err(|e| with_context(e, "CDC"))?;
-        if changes.customers.len() >= 1000 {
+        if changes.changes >= 1000 {
             self.platform.log(Level::Warn, "CDC returned its maximum of 1000 changes; some deletions may be missed");
         }
-        let deleted: Vec<String> =
-            changes.customers.iter().filter(|c| c.is_deleted_outright()).map(|c| c.id.clone()).collect();
+        let deleted = changes.deleted_ids;
         if !deleted.is_empty() {
             self.platform.log(Level::Info, &format!("{} customers deleted outright upstream", deleted.len()));
             self.summary.deleted += deleted.len() as u32;

@@ -138,15 +138,26 @@ pub fn component_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// A connection to run a component for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionSpec {
     pub connection: String,
     pub base_url: String,
     pub realm_id: String,
-    /// Never logged; `Debug` of this struct is for tests, which use fake tokens.
+    /// Handed to the proxy only; never logged or shown.
     pub token: Option<String>,
     pub retry: RetryPolicy,
     pub limits: Limits,
+}
+
+impl std::fmt::Debug for ConnectionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSpec")
+            .field("connection", &self.connection)
+            .field("base_url", &self.base_url)
+            .field("realm_id", &self.realm_id)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs a component once for a connection, storing into the database `db`.

@@ -64,6 +64,8 @@ pub enum ProxyError {
     Timeout(String),
     #[error("connection failed: {0}")]
     ConnectionFailed(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
 }
 
 /// How retries wait.
@@ -119,6 +121,11 @@ impl HttpProxy {
             if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(ProxyError::ForbiddenHeader(format!("`{name}` is set by the host")));
             }
+        }
+        if self.token.is_none() {
+            return Err(ProxyError::Unauthorized(
+                "the connection has no access token (pass --token or set QBO_ACCESS_TOKEN)".into(),
+            ));
         }
         let url = self.url(request);
         let retries = request.max_retries.min(MAX_RETRIES_CAP);
@@ -265,6 +272,7 @@ impl wit::Host for RunState {
             ProxyError::ForbiddenHeader(m) => wit::Error::ForbiddenHeader(m),
             ProxyError::Timeout(m) => wit::Error::Timeout(m),
             ProxyError::ConnectionFailed(m) => wit::Error::ConnectionFailed(m),
+            ProxyError::Unauthorized(m) => wit::Error::Unauthorized(m),
         })?;
         self.requests += 1;
         self.retries += response.attempts - 1;
@@ -325,8 +333,22 @@ mod tests {
     }
 
     #[test]
-    fn host_owned_headers_are_refused() {
+    fn without_a_token_nothing_is_sent() {
         let proxy = HttpProxy::new("http://127.0.0.1:1", None, RetryPolicy::default()).unwrap();
+        let request = ProxyRequest {
+            method: Method::Get,
+            path: "/x".into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+            max_retries: 3,
+        };
+        assert!(matches!(proxy.send(&request), Err(ProxyError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn host_owned_headers_are_refused() {
+        let proxy = HttpProxy::new("http://127.0.0.1:1", Some("t".into()), RetryPolicy::default()).unwrap();
         let request = ProxyRequest {
             method: Method::Get,
             path: "/x".into(),
