@@ -184,3 +184,23 @@ fn the_component_imports_only_its_world_and_the_wasi_std_needs() {
         assert!(allowed, "unexpected import {import}: no filesystem, sockets, http or clocks");
     }
 }
+
+#[test]
+fn a_component_that_wants_the_filesystem_is_refused_by_name() {
+    let component = wat::parse_str(r#"(component (import "wasi:filesystem/preopens@0.2.6" (instance (export "get-directories" (func)))))"#).unwrap();
+    let error = match sync_host::runtime::SyncRuntime::from_bytes(&component) {
+        Ok(_) => panic!("a component importing wasi:filesystem must not load"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("wasi:filesystem/preopens"), "{error}");
+}
+
+#[test]
+fn a_component_without_the_sync_export_is_refused_clearly() {
+    let component = wat::parse_str("(component)").unwrap();
+    let error = match sync_host::runtime::SyncRuntime::from_bytes(&component) {
+        Ok(_) => panic!("a component without the sync export must not load"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("portable-sync:sync/sync@0.1.0"), "{error}");
+}

@@ -193,13 +193,14 @@ impl SyncRuntime {
         let engine = Engine::new(&config)?;
         let component = Component::from_binary(&engine, bytes).map_err(anyhow::Error::from).context("not a valid component")?;
         let mut linker = Linker::<RunState>::new(&engine);
-        // The WASI the Rust standard library needs; the context grants nothing
-        // (no environment, no preopened directories, no sockets).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        add_std_wasi_to_linker(&mut linker)?;
         SyncComponent::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |state| state)?;
-        let pre = SyncComponentPre::new(linker.instantiate_pre(&component).map_err(anyhow::Error::from).context(
+        let instance_pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context(
             "the component needs imports this host does not provide (it must target portable-sync:sync@0.1.0)",
-        )?)?;
+        )?;
+        let pre = SyncComponentPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export portable-sync:sync/sync@0.1.0")?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), stop_ticker.clone());
@@ -300,6 +301,34 @@ fn explain_trap(error: &wasmtime::Error, limits: Limits) -> String {
         return memory.clone();
     }
     chain.join(": ")
+}
+
+/// Links only the WASI interfaces Rust's standard library imports
+/// (`wasi:io`, `wasi:cli`), with a context that grants nothing: no
+/// environment, no arguments, no stdin. A component that imports a
+/// filesystem, sockets, clocks or randomness fails to load, by name.
+fn add_std_wasi_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::p2::bindings::{cli, sync::io};
+
+    struct Io;
+    impl wasmtime::component::HasData for Io {
+        type Data<'a> = &'a mut ResourceTable;
+    }
+    io::error::add_to_linker::<RunState, Io>(linker, |state| &mut state.table)?;
+    io::poll::add_to_linker::<RunState, Io>(linker, |state| &mut state.table)?;
+    io::streams::add_to_linker::<RunState, Io>(linker, |state| &mut state.table)?;
+    cli::exit::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::environment::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::stdin::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::stdout::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::stderr::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::terminal_input::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::terminal_output::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::terminal_stdin::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::terminal_stdout::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    cli::terminal_stderr::add_to_linker::<RunState, WasiCli>(linker, RunState::cli)?;
+    Ok(())
 }
 
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {

@@ -213,6 +213,15 @@ fn hash_canonical(value: &serde_json::Value, hasher: &mut Sha256) {
     }
 }
 
+/// A component may only write the models it declared in `describe`.
+pub fn check_declared(declared: &[String], model: &str) -> Result<(), String> {
+    if declared.iter().any(|m| m == model) {
+        Ok(())
+    } else {
+        Err(format!("model `{model}` was not declared by the component (declared: {})", declared.join(", ")))
+    }
+}
+
 /// Validates ids for a delete batch.
 pub fn validate_ids(ids: &[String]) -> Result<(), BatchError> {
     let mut seen = HashSet::with_capacity(ids.len());
@@ -247,12 +256,7 @@ impl From<BatchOutcome> for wit::BatchOutcome {
 impl RunState {
     /// The capability check: only models the component declared in `describe`.
     fn scope_for(&self, model: &str) -> Result<Scope, wit::Error> {
-        if !self.declared_models.iter().any(|m| m == model) {
-            return Err(wit::Error::UndeclaredModel(format!(
-                "model `{model}` was not declared by the component (declared: {})",
-                self.declared_models.join(", ")
-            )));
-        }
+        check_declared(&self.declared_models, model).map_err(wit::Error::UndeclaredModel)?;
         Ok(Scope { connection: self.connection_id.clone(), model: model.to_owned() })
     }
 
@@ -296,6 +300,15 @@ mod tests {
         let same = batch(&[r#"{"b":[1,{"x":2,"y":1}],"id":"1","a":1}"#]).unwrap();
         assert_eq!(records[0].hash, same[0].hash);
         assert_ne!(records[0].hash, records[1].hash);
+    }
+
+    #[test]
+    fn only_declared_models_may_be_written() {
+        let declared = vec!["Customer".to_string()];
+        assert!(check_declared(&declared, "Customer").is_ok());
+        let error = check_declared(&declared, "Invoice").unwrap_err();
+        assert!(error.contains("`Invoice`") && error.contains("Customer"), "{error}");
+        assert!(check_declared(&declared, "customer").is_err(), "model names are exact");
     }
 
     #[test]
