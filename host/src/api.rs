@@ -176,7 +176,14 @@ pub struct ApiState {
 impl ApiState {
     /// Serves the records in `db_path`; with `api_key`, requests need `Authorization: Bearer <key>`.
     pub fn new(db_path: PathBuf, api_key: Option<String>) -> anyhow::Result<Self> {
-        // Opening once up front reports a bad path at start-up, not on the first request.
+        // A mistyped path would otherwise serve an empty new database.
+        anyhow::ensure!(
+            db_path.exists(),
+            "{} does not exist; `sync-host run --db {}` creates it",
+            db_path.display(),
+            db_path.display()
+        );
+        // Opening once up front reports a bad file at start-up, not on the first request.
         let store = SqliteStore::open(&db_path)?;
         Ok(ApiState {
             db_path,
