@@ -114,14 +114,27 @@ fn full_then_incremental_then_idle() {
 fn every_request_asks_for_json_and_minor_version_75() {
     let fake = FakeQbo::new(REALM, TOKEN);
     fake.seed_recorded();
+    let raw_queries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = raw_queries.clone();
+    fake.on_request(move |request, _| {
+        seen.lock().unwrap().push(request.raw_query.clone());
+        None
+    });
     let harness = Harness::new(fake);
     harness.sync();
     harness.fake.advance(Duration::minutes(5));
     harness.sync();
     let requests = harness.fake.requests();
-    assert!(requests.len() >= 3);
+    assert!(requests.len() >= 3, "a full run, then a query and a CDC request");
+    // The fake answers XML without `Accept: application/json`, which the sync
+    // could not read: every request succeeding means every one asked for JSON.
     for request in &requests {
         assert_eq!(request.status, 200, "{request:?}");
+    }
+    let raw_queries = raw_queries.lock().unwrap();
+    assert_eq!(raw_queries.len(), requests.len());
+    for raw in raw_queries.iter() {
+        assert!(raw.split('&').any(|pair| pair == "minorversion=75"), "{raw}");
     }
     let query = requests[0].query.as_deref().unwrap();
     assert!(query.contains("Active IN (true, false)"), "{query}");

@@ -101,7 +101,9 @@ pub fn run_with_page_size(platform: &mut impl Platform, page_size: u32) -> Resul
         }
         Some(Checkpoint { position, complete: true, pass_started, .. }) => {
             run.platform.log(Level::Info, &format!("incremental sync from {}", describe(&position)));
-            cdc_since = pass_started;
+            // Without QuickBooks' clock (a server that omits `time`), the newest
+            // LastUpdatedTime seen is the best lower bound left.
+            cdc_since = pass_started.or_else(|| position.since.clone());
             (position.restart_group(), None)
         }
     };
