@@ -274,8 +274,6 @@ impl wit::Host for RunState {
             ProxyError::ConnectionFailed(m) => wit::Error::ConnectionFailed(m),
             ProxyError::Unauthorized(m) => wit::Error::Unauthorized(m),
         })?;
-        self.requests += 1;
-        self.retries += response.attempts - 1;
         Ok(wit::Response {
             status: response.status,
             headers: response.headers,

@@ -139,8 +139,6 @@ pub struct RunState {
     pub(crate) run_id: String,
     pub(crate) outcome: BatchOutcome,
     pub(crate) progress: Option<Progress>,
-    pub(crate) requests: u32,
-    pub(crate) retries: u32,
 }
 
 impl WasiView for RunState {
@@ -252,8 +250,6 @@ impl SyncRuntime {
             run_id: new_run_id(),
             outcome: BatchOutcome::default(),
             progress: job.progress,
-            requests: 0,
-            retries: 0,
         }
     }
 
