@@ -1,4 +1,4 @@
-//! `GET /customers` as platform users rely on it (SPEC §4.3), end to end
+//! `GET /customers` as platform users rely on it (docs/api.md), end to end
 //! through `sync-host serve`.
 
 use chrono::Duration;
@@ -29,15 +29,8 @@ fn synced() -> Harness {
     let acme = FakeQbo::new(REALM, TOKEN);
     acme.seed_recorded();
     let acme_server = acme.start().unwrap();
-    let spec = sync_host::cli::ConnectionSpec {
-        connection: "acme".into(),
-        base_url: acme_server.base_url(),
-        realm_id: REALM.into(),
-        token: Some(TOKEN.into()),
-        retry: Default::default(),
-        limits: Default::default(),
-    };
-    sync_host::cli::run_once(runtime(), &harness.db(), &spec, None).unwrap();
+    let spec = sync_host::runs::ConnectionSpec::new("acme", &acme_server.base_url(), REALM, Some(TOKEN.into()));
+    sync_host::runs::Runner::new(runtime(), harness.database()).run(&spec, None).unwrap();
     harness.connection = "default".into();
     harness
 }

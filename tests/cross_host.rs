@@ -1,6 +1,8 @@
 //! Swap hosts without recompiling: the very same `.wasm` runs in the Rust
 //! host (wasmtime) and in the Node.js host (`host/node`, through jco), against
-//! one fake QuickBooks, and both end up with the same records.
+//! one fake QuickBooks, and both end up with the same records. The Node host's
+//! database is read back through sync-host's own records API: a database
+//! either host wrote is served by `sync-host serve` unchanged.
 
 use chrono::Duration;
 use e2e_tests::*;
@@ -48,13 +50,13 @@ struct NodeRun {
     component_sha256: String,
 }
 
-fn node_run(wasm: &Path, base_url: &str, state: &Path) -> NodeRun {
+fn node_run(wasm: &Path, base_url: &str, db: &Path) -> NodeRun {
     let output = Command::new("node")
         .arg(node_dir().join("run.mjs"))
         .arg("--component")
         .arg(wasm)
         .args(["--base-url", base_url, "--realm-id", REALM, "--db"])
-        .arg(state)
+        .arg(db)
         .arg("--print-hash")
         .env("QBO_ACCESS_TOKEN", TOKEN)
         .current_dir(workspace())
@@ -77,27 +79,23 @@ fn node_run(wasm: &Path, base_url: &str, state: &Path) -> NodeRun {
 
 /// The Rust host's records, through its records API (`GET /customers`).
 fn rust_records(harness: &Harness) -> Records {
-    harness
-        .api_records("limit=1000")
+    by_id(harness.api_records("limit=1000"))
+}
+
+/// The Node host's records, served by sync-host's records API from the
+/// database the Node host wrote.
+fn node_records(db: &Path) -> Records {
+    by_id(Api::start(db, None).all("limit=1000", "default"))
+}
+
+fn by_id(records: Vec<Value>) -> Records {
+    records
         .into_iter()
         .map(|mut r| {
             let meta = r.as_object_mut().unwrap().remove("_nango_metadata").expect("records carry metadata");
             let deleted = meta["last_action"] == "DELETED";
             (r["id"].as_str().unwrap().to_owned(), (r, deleted))
         })
-        .collect()
-}
-
-/// The Node host's records, from its state file.
-fn node_records(state: &Path) -> Records {
-    let text = std::fs::read_to_string(state).expect("the Node host wrote its state file");
-    let state: Value = serde_json::from_str(&text).expect("the state file is JSON");
-    assert!(state["checkpoint"].is_string(), "a checkpoint was saved: {}", state["checkpoint"]);
-    state["records"]["Customer"]
-        .as_object()
-        .expect("records.Customer is an object")
-        .iter()
-        .map(|(id, entry)| (id.clone(), (entry["record"].clone(), entry["deleted"].as_bool().expect("deleted is a bool"))))
         .collect()
 }
 
@@ -129,7 +127,7 @@ fn the_same_wasm_syncs_the_same_records_in_rust_and_node() {
     let harness = Harness::new(company(300, 120, 0.1));
     let fake = &harness.fake;
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
+    let state = dir.path().join("node.sqlite");
 
     // Phase 1: full sync in both hosts.
     let rust_full = harness.sync();
@@ -194,4 +192,22 @@ fn the_same_wasm_syncs_the_same_records_in_rust_and_node() {
     assert_same_summary("idle", &rust_summary, &node_idle.summary);
     assert_eq!((rust_idle.outcome.added, rust_idle.outcome.updated, rust_idle.outcome.deleted), (0, 0, 0));
     assert_same_records("idle", &rust_records(&harness), &node_records(&state));
+
+    // Phase 4: customers deleted outright, then the hosts away longer than
+    // CDC's 30 days: both reconcile with a listing and delete them.
+    let gone: Vec<String> = active_ids.iter().rev().take(3).cloned().collect();
+    for id in &gone {
+        assert!(fake.delete_outright(id));
+    }
+    fake.advance(Duration::days(35));
+    let rust_reconciled = harness.sync();
+    let node_reconciled = node_run(wasm, &harness.base_url, &state);
+    let rust_summary: Value = serde_json::from_str(&rust_reconciled.to_json()).unwrap();
+    assert_same_summary("reconciliation", &rust_summary, &node_reconciled.summary);
+    assert_eq!(rust_reconciled.outcome.deleted, 3, "the listing deleted what QuickBooks no longer has");
+    let rust = rust_records(&harness);
+    for id in &gone {
+        assert!(rust[id].1, "{id} is deleted in the Rust store");
+    }
+    assert_same_records("reconciliation", &rust, &node_records(&state));
 }

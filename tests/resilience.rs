@@ -1,4 +1,4 @@
-//! What real QuickBooks does to a sync (SPEC §3.2, §5): edits while paging,
+//! What real QuickBooks does to a sync (docs/quickbooks.md): edits while paging,
 //! crowds sharing a timestamp, outages, throttling, bad answers, faults,
 //! customers deleted outright. After each, the store must equal the upstream
 //! truth, or keep what it had and resume.
@@ -8,7 +8,8 @@ use e2e_tests::*;
 use fake_qbo::{GenerateOptions, Injected, RequestKind};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use sync_host::runtime::{Limits, RunFailure};
+use sync_host::runs::RunLimits;
+use sync_host::runtime::{InstanceLimits, RunFailure};
 
 fn failure_text(result: Result<sync_host::runtime::RunReport, RunFailure>) -> String {
     match result {
@@ -252,7 +253,7 @@ fn beyond_cdc_s_thirty_days_the_run_still_succeeds_without_cdc() {
 #[test]
 fn a_guest_over_its_memory_limit_is_stopped_and_the_host_stays_up() {
     let harness = Harness::new(company(1000, 10, 0.0));
-    let limits = Limits { memory_bytes: 2 << 20, ..Limits::default() };
+    let limits = RunLimits { instance: InstanceLimits { memory_bytes: 2 << 20, ..Default::default() }, ..Default::default() };
     let error = failure_text(harness.run_with(Some(TOKEN.into()), limits));
     assert!(error.contains("memory limit"), "{error}");
     harness.sync();
@@ -266,7 +267,10 @@ fn a_run_past_its_deadline_is_stopped() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         None
     });
-    let limits = Limits { deadline: std::time::Duration::from_millis(100), ..Limits::default() };
+    let limits = RunLimits {
+        instance: InstanceLimits { deadline: std::time::Duration::from_millis(100), ..Default::default() },
+        ..Default::default()
+    };
     let error = failure_text(harness.run_with(Some(TOKEN.into()), limits));
     assert!(error.contains("deadline"), "{error}");
 }

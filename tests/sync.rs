@@ -174,21 +174,25 @@ fn command_line_run_prints_one_json_summary_and_fails_clearly() {
 
 #[test]
 fn describe_declares_the_sync() {
-    let m = runtime().metadata();
+    let runtime = runtime();
+    let m = runtime.metadata();
     assert_eq!(m.name, "customers");
     assert_eq!(m.scopes, vec!["com.intuit.quickbooks.accounting".to_string()]);
     assert_eq!(m.frequency, "every hour");
     assert_eq!(m.endpoints[0].path, "/customers");
     assert_eq!(m.models[0].name, "Customer");
-    let schema: Value = serde_json::from_str(&m.models[0].json_schema).unwrap();
-    assert_eq!(schema["required"].as_array().unwrap().len(), 12);
+    assert_eq!(m.models[0].json_schema["required"].as_array().unwrap().len(), 12);
+    assert_eq!((m.limits.requests_per_minute, m.limits.max_concurrent, m.limits.throttle_wait_secs), (500, 10, 60));
+    let keys: Vec<&str> = m.configuration.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(keys, vec!["realmId", "reconcileEvery"]);
 }
 
 #[test]
 fn the_component_imports_only_its_world_and_the_wasi_std_needs() {
-    let imports = runtime().imports();
-    for wanted in ["proxy", "records", "checkpoint", "config", "logging"] {
-        assert!(imports.contains(&format!("portable-sync:sync/{wanted}@0.1.0")), "{wanted} in {imports:?}");
+    let runtime = runtime();
+    let imports = runtime.imports();
+    for wanted in ["proxy", "records", "listing", "checkpoint", "config", "logging"] {
+        assert!(imports.contains(&format!("portable-sync:sync/{wanted}@0.2.0")), "{wanted} in {imports:?}");
     }
     for import in imports {
         let allowed = import.starts_with("portable-sync:sync/")
@@ -215,5 +219,5 @@ fn a_component_without_the_sync_export_is_refused_clearly() {
         Ok(_) => panic!("a component without the sync export must not load"),
         Err(error) => format!("{error:#}"),
     };
-    assert!(error.contains("portable-sync:sync/sync@0.1.0"), "{error}");
+    assert!(error.contains("portable-sync:sync/sync@0.2.0"), "{error}");
 }

@@ -1,4 +1,4 @@
-//! `sync-bench`: the benchmarks of SPEC §6, printed as a Markdown report.
+//! `sync-bench`: the project's benchmarks (BENCHMARKS.md), printed as a Markdown report.
 //!
 //! - full-sync throughput and the component's peak memory for N customers,
 //!   end to end into SQLite, against a local server of pre-built pages;
@@ -13,15 +13,17 @@ use clap::Parser;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use sync_host::api::{self, ApiState};
-use sync_host::cli::{component_path, run_once, ConnectionSpec};
-use sync_host::proxy::{HttpProxy, RetryPolicy};
-use sync_host::records::sqlite::{SqliteCheckpoints, SqliteStore};
-use sync_host::records::{validate_batch, RecordStore, Scope};
-use sync_host::runtime::{Limits, SyncRuntime};
+use sync_host::capabilities::records::validate_batch;
+use sync_host::cli::component_path;
+use sync_host::provider::{Pacer, ProviderClient, Quota, RetryPolicy, StaticToken};
+use sync_host::runs::{ConnectionSpec, Runner};
+use sync_host::runtime::SyncRuntime;
+use sync_host::store::{self, ListQuery, OpenMode, Position, Scope};
 
 #[derive(Parser)]
-#[command(about = "Benchmarks of the customers sync (SPEC §6).")]
+#[command(about = "Benchmarks of the customers sync (BENCHMARKS.md).")]
 struct Args {
     /// Company sizes for the full-sync benchmark.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
@@ -39,7 +41,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = SyncRuntime::from_file(&component_path(args.component.clone())?)?;
+    let runtime = Arc::new(SyncRuntime::from_file(&component_path(args.component.clone())?)?);
     println!("## Full sync, end to end into SQLite\n");
     println!("Median of {ROUNDS} interleaved rounds; each round starts from an empty database.\n");
     println!("| customers | in wasmtime (rec/s) | native (rec/s) | wasmtime / native time | component peak memory | pages |");
@@ -55,7 +57,7 @@ fn main() -> anyhow::Result<()> {
 /// Rounds of each variant, interleaved; the median is reported.
 const ROUNDS: usize = 3;
 
-fn full_sync(runtime: &SyncRuntime, n: usize) -> anyhow::Result<()> {
+fn full_sync(runtime: &Arc<SyncRuntime>, n: usize) -> anyhow::Result<()> {
     let server = pages::PageServer::start(n);
     let mut wasm_times = Vec::new();
     let mut native_times = Vec::new();
@@ -63,25 +65,26 @@ fn full_sync(runtime: &SyncRuntime, n: usize) -> anyhow::Result<()> {
     let mut pages = 0;
     for _ in 0..ROUNDS {
         let dir = tempfile::tempdir()?;
-        let spec = ConnectionSpec {
-            connection: "bench".into(),
-            base_url: server.base_url.clone(),
-            realm_id: "1".into(),
-            token: Some("t".into()),
-            retry: RetryPolicy::default(),
-            limits: Limits::default(),
-        };
-        let report = run_once(runtime, &dir.path().join("wasm.sqlite"), &spec, None)?;
+        let mut spec = ConnectionSpec::new("bench", &server.base_url, "1", Some("t".into()));
+        spec.quota = Some(Quota::default());
+        let db = store::open(dir.path().join("wasm.sqlite").to_str().unwrap(), OpenMode::Create)?;
+        let report = Runner::new(runtime.clone(), db).run(&spec, None)?;
         anyhow::ensure!(report.outcome.added as usize == n, "wasm run stored {} of {n}", report.outcome.added);
         wasm_times.push(report.elapsed);
         peak_memory = peak_memory.max(report.peak_memory_bytes);
         pages = report.summary.pages;
 
-        let native_db = dir.path().join("native.sqlite");
+        let native_db = store::open(dir.path().join("native.sqlite").to_str().unwrap(), OpenMode::Create)?;
         let mut platform = native::NativePlatform {
-            proxy: HttpProxy::new(&server.base_url, Some("t".into()), RetryPolicy::default())?,
-            store: SqliteStore::open(&native_db)?,
-            checkpoints: SqliteCheckpoints::open(&native_db)?,
+            client: ProviderClient::new(
+                &server.base_url,
+                Arc::new(StaticToken::new(Some("t".into()))),
+                RetryPolicy::default(),
+                Arc::new(Pacer::new(Quota::default())),
+                std::time::Duration::ZERO,
+            )?,
+            records: native_db.records()?,
+            checkpoints: native_db.checkpoints()?,
             realm_id: "1".into(),
             connection: "bench".into(),
             outcome: Default::default(),
@@ -115,12 +118,16 @@ fn deep_pagination(depth: usize, samples: usize) -> anyhow::Result<()> {
     eprintln!("stored {total} records in {:.1?}", started.elapsed());
 
     let (cursor_us, cursor_id): (i64, String) = rusqlite_cursor_at(&db, depth)?;
-    let deep_cursor = api::encode_cursor(&sync_host::records::Position { last_modified_us: cursor_us, id: cursor_id });
+    let deep_cursor = api::encode_cursor(&Position { last_modified_us: cursor_us, id: cursor_id });
 
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let listener = tokio.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
-    let state = ApiState::new(db.clone(), None)?;
+    let state = ApiState::new(
+        store::open(db.to_str().unwrap(), OpenMode::MustExist)?,
+        None,
+        vec![sync_host::runtime::Endpoint { method: "GET".into(), path: "/customers".into(), model: "Customer".into() }],
+    );
     tokio.spawn(async move { axum::serve(listener, api::router(state)).await });
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     let headers = [("Connection-Id", "bench")];
@@ -152,7 +159,7 @@ fn deep_pagination(depth: usize, samples: usize) -> anyhow::Result<()> {
 
 /// Stores `total` small customer records through the real store, in batches.
 fn fill(db: &Path, total: usize) -> anyhow::Result<()> {
-    let mut store = SqliteStore::open(db)?;
+    let mut store = store::open(db.to_str().unwrap(), OpenMode::Create)?.records()?;
     let scope = Scope { connection: "bench".into(), model: "Customer".into() };
     let mut next = 0;
     while next < total {
@@ -169,14 +176,14 @@ fn fill(db: &Path, total: usize) -> anyhow::Result<()> {
 /// The (last_modified_at, id) of the record at 0-based position `index`, read
 /// by paging the store itself.
 fn rusqlite_cursor_at(db: &Path, index: usize) -> anyhow::Result<(i64, String)> {
-    let mut store = SqliteStore::open(db)?;
+    let mut store = store::open(db.to_str().unwrap(), OpenMode::MustExist)?.records()?;
     let scope = Scope { connection: "bench".into(), model: "Customer".into() };
     let mut after = None;
     let mut seen = 0;
     loop {
         let page = store.list(
             &scope,
-            &sync_host::records::ListQuery { after: after.clone(), limit: 10_000, ..Default::default() },
+            &ListQuery { after: after.clone(), limit: 10_000, ..Default::default() },
         )?;
         let last = page.records.last().context("fewer records than the depth")?;
         if seen + page.records.len() > index {
@@ -184,6 +191,6 @@ fn rusqlite_cursor_at(db: &Path, index: usize) -> anyhow::Result<(i64, String)> 
             return Ok((record.last_modified_us, record.id.clone()));
         }
         seen += page.records.len();
-        after = Some(sync_host::records::Position { last_modified_us: last.last_modified_us, id: last.id.clone() });
+        after = Some(Position { last_modified_us: last.last_modified_us, id: last.id.clone() });
     }
 }

@@ -2,7 +2,7 @@
 //! [`crate::sync::run`] and [`crate::metadata`]. Only type translation here.
 
 use crate::metadata;
-use crate::platform::{HttpResponse, Level, Platform};
+use crate::platform::{HttpResponse, Level, ListingError, Platform};
 use crate::qbo::ApiRequest;
 use crate::sync::{self, SyncError};
 
@@ -12,9 +12,9 @@ wit_bindgen::generate!({
 });
 
 use exports::portable_sync::sync::sync::{
-    Endpoint, Guest, Metadata, Model, ProviderError, RunError, Summary, SyncType,
+    ConfigKey, Endpoint, Guest, Metadata, Model, ProviderError, ProviderLimits, RunError, Summary, SyncType,
 };
-use portable_sync::sync::{checkpoint, config, logging, proxy, records};
+use portable_sync::sync::{checkpoint, config, listing, logging, proxy, records};
 
 struct Component;
 
@@ -33,6 +33,19 @@ impl Guest for Component {
                 model: metadata::MODEL_NAME.into(),
             }],
             models: vec![Model { name: metadata::MODEL_NAME.into(), json_schema: metadata::customer_schema() }],
+            configuration: metadata::CONFIGURATION
+                .iter()
+                .map(|(name, description, required)| ConfigKey {
+                    name: name.to_string(),
+                    description: description.to_string(),
+                    required: *required,
+                })
+                .collect(),
+            limits: ProviderLimits {
+                requests_per_minute: metadata::REQUESTS_PER_MINUTE,
+                max_concurrent: metadata::MAX_CONCURRENT,
+                throttle_wait_secs: metadata::THROTTLE_WAIT_SECS,
+            },
         }
     }
 
@@ -46,20 +59,19 @@ impl Guest for Component {
                 deleted: s.deleted,
             }),
             // The host reports the error; logging it here too would say it twice.
-            Err(error) => {
-                Err(match error {
-                    SyncError::Provider(f) => RunError::Provider(ProviderError {
-                        status: f.status,
-                        code: f.code,
-                        message: f.message,
-                        detail: f.detail,
-                    }),
-                    SyncError::InvalidResponse(m) => RunError::InvalidResponse(m),
-                    SyncError::MissingConfig(m) => RunError::MissingConfig(m),
-                    SyncError::Proxy(m) => RunError::Proxy(m),
-                    SyncError::Store(m) => RunError::Store(m),
-                })
-            }
+            Err(error) => Err(match error {
+                SyncError::Provider(f) => RunError::Provider(ProviderError {
+                    status: f.status,
+                    code: f.code,
+                    message: f.message,
+                    detail: f.detail,
+                }),
+                SyncError::InvalidResponse(m) => RunError::InvalidResponse(m),
+                SyncError::MissingConfig(m) => RunError::MissingConfig(m),
+                SyncError::InvalidConfig(m) => RunError::InvalidConfig(m),
+                SyncError::Proxy(m) => RunError::Proxy(m),
+                SyncError::Store(m) => RunError::Store(m),
+            }),
         }
     }
 }
@@ -67,14 +79,14 @@ impl Guest for Component {
 struct WitPlatform;
 
 impl Platform for WitPlatform {
-    fn get(&mut self, request: &ApiRequest, max_retries: u32) -> Result<HttpResponse, String> {
+    fn get(&mut self, request: &ApiRequest) -> Result<HttpResponse, String> {
         let response = proxy::send(&proxy::Request {
             method: proxy::Method::Get,
             path: request.path.clone(),
             query: request.query.clone(),
             headers: request.headers.clone(),
             body: None,
-            max_retries,
+            retry: true,
         })
         .map_err(|e| match e {
             proxy::Error::InvalidPath(m) => format!("invalid path: {m}"),
@@ -92,6 +104,21 @@ impl Platform for WitPlatform {
 
     fn delete(&mut self, model: &str, ids: Vec<String>) -> Result<(), String> {
         records::batch_delete(model, &ids).map(|_| ()).map_err(records_error)
+    }
+
+    fn begin_listing(&mut self, model: &str) -> Result<u64, String> {
+        listing::begin(model).map_err(records_error)
+    }
+
+    fn current_listing(&mut self, model: &str) -> Result<Option<u64>, String> {
+        listing::current(model).map_err(records_error)
+    }
+
+    fn end_listing(&mut self, model: &str, id: u64) -> Result<u32, ListingError> {
+        listing::end(model, id).map(|outcome| outcome.deleted).map_err(|e| match e {
+            records::Error::NoListing(m) => ListingError::NotOpen(m),
+            other => ListingError::Store(records_error(other)),
+        })
     }
 
     fn load_checkpoint(&mut self) -> Result<Option<String>, String> {
@@ -122,6 +149,7 @@ fn records_error(error: records::Error) -> String {
         records::Error::InvalidJson(m) => format!("invalid JSON: {m}"),
         records::Error::InvalidId(m) => format!("invalid id: {m}"),
         records::Error::DuplicateId(m) => format!("duplicate id: {m}"),
+        records::Error::NoListing(m) => format!("no listing: {m}"),
         records::Error::Store(m) => m,
     }
 }

@@ -12,6 +12,7 @@ pub mod money;
 pub mod paging;
 pub mod platform;
 pub mod qbo;
+pub mod reconcile;
 pub mod sync;
 
 #[cfg(target_arch = "wasm32")]

@@ -16,6 +16,25 @@ pub const ENDPOINT_PATH: &str = "/customers";
 /// The model this sync saves.
 pub const MODEL_NAME: &str = MODEL;
 
+/// QuickBooks' quota per company (realm) and app: 500 requests a minute and
+/// 10 at once, shared by everything the app does for the company
+/// (docs/quickbooks.md, "Throttling").
+pub const REQUESTS_PER_MINUTE: u32 = 500;
+pub const MAX_CONCURRENT: u32 = 10;
+/// Intuit documents no `Retry-After` on its 429s and says to wait a minute.
+pub const THROTTLE_WAIT_SECS: u32 = 60;
+
+/// A key of the connection's configuration: name, description, required.
+pub const CONFIGURATION: &[(&str, &str, bool)] = &[
+    ("realmId", "The QuickBooks company (realm) id, digits, e.g. `9341453050804937`.", true),
+    (
+        crate::reconcile::EVERY_KEY,
+        "How often at least to list every customer to catch deletions QuickBooks' change feed cannot show: \
+         `off`, or a duration such as `24h` (the default), `90m` or `2d`.",
+        false,
+    ),
+];
+
 /// JSON Schema (draft 2020-12) of one Customer record.
 pub fn customer_schema() -> String {
     let nullable_string = json!({"type": ["string", "null"]});

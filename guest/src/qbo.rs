@@ -225,7 +225,10 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, A
 }
 
 /// Turns a non-2xx answer into a [`Fault`], reading QuickBooks' error body in
-/// either of its shapes (`Fault.Error[]` or, on 401, `fault.error[]`).
+/// each of its shapes: JSON `Fault.Error[]`, the gateway's lower-case
+/// `fault.error[]` (401, 429), and XML `<Fault><Error code>` (what throttled
+/// answers can be even when JSON was asked for). A body in none of them is
+/// quoted, never dumped.
 pub fn fault_from_response(status: u16, body: &[u8]) -> Fault {
     #[derive(Deserialize)]
     struct Envelope {
@@ -251,9 +254,12 @@ pub fn fault_from_response(status: u16, body: &[u8]) -> Fault {
 
     if let Ok(Envelope { fault: Some(fault) }) = serde_json::from_slice::<Envelope>(body) {
         if let Some(first) = fault.errors.into_iter().next() {
-            return Fault { status, code: first.code, message: first.message, detail: first.detail };
+            return Fault { status, code: first.code, message: unpack_message(&first.message), detail: first.detail };
         }
         return Fault { status, code: String::new(), message: fault.kind, detail: String::new() };
+    }
+    if let Some(fault) = xml_fault(status, body) {
+        return fault;
     }
     Fault {
         status,
@@ -266,6 +272,41 @@ pub fn fault_from_response(status: u16, body: &[u8]) -> Fault {
             _ => "unexpected status".into(),
         },
         detail: excerpt(body),
+    }
+}
+
+/// `<IntuitResponse><Fault type=".."><Error code=".."><Message>..</Message>
+/// <Detail>..</Detail></Error></Fault></IntuitResponse>`, namespaced or not.
+fn xml_fault(status: u16, body: &[u8]) -> Option<Fault> {
+    let text = std::str::from_utf8(body).ok()?;
+    let document = roxmltree::Document::parse(text.trim_start_matches('\u{feff}')).ok()?;
+    let fault = document.descendants().find(|n| n.has_tag_name("Fault"))?;
+    let child_text = |node: roxmltree::Node<'_, '_>, name: &str| {
+        node.children().find(|c| c.has_tag_name(name)).and_then(|c| c.text()).unwrap_or("").trim().to_owned()
+    };
+    match fault.children().find(|c| c.has_tag_name("Error")) {
+        Some(error) => Some(Fault {
+            status,
+            code: error.attribute("code").unwrap_or("").to_owned(),
+            message: unpack_message(&child_text(error, "Message")),
+            detail: child_text(error, "Detail"),
+        }),
+        None => Some(Fault {
+            status,
+            code: String::new(),
+            message: fault.attribute("type").unwrap_or("fault").to_owned(),
+            detail: String::new(),
+        }),
+    }
+}
+
+/// The gateway packs its faults' messages as
+/// `message=ThrottleExceeded; errorCode=003001; statusCode=429`; the code and
+/// status are already said elsewhere, so only the message is kept.
+fn unpack_message(message: &str) -> String {
+    match message.trim().strip_prefix("message=") {
+        Some(rest) => rest.split(';').next().unwrap_or(rest).trim().to_owned(),
+        None => message.trim().to_owned(),
     }
 }
 
@@ -343,9 +384,34 @@ mod tests {
             br#"{"fault":{"error":[{"message":"message=AuthenticationFailed; errorCode=003200; statusCode=401","detail":"Token expired","code":"3200"}],"type":"AUTHENTICATION"}}"#,
         );
         assert_eq!(fault.code, "3200");
+        assert_eq!(fault.message, "AuthenticationFailed");
         assert_eq!(fault.detail, "Token expired");
         let fault = fault_from_response(503, b"<html>down</html>");
         assert_eq!(fault.to_string(), "QuickBooks answered HTTP 503: server error (`<html>down</html>`)");
+    }
+
+    #[test]
+    fn throttled_answers_in_xml_are_read_like_json_faults() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="2026-05-05T05:00:00.000-07:00"><Fault type="SERVICE"><Error code="3001"><Message>message=ThrottleExceeded; errorCode=003001; statusCode=429</Message><Detail>The request limit was reached.  Try again later</Detail></Error></Fault></IntuitResponse>"#;
+        let fault = fault_from_response(429, xml);
+        assert_eq!(
+            fault,
+            Fault {
+                status: 429,
+                code: "3001".into(),
+                message: "ThrottleExceeded".into(),
+                detail: "The request limit was reached.  Try again later".into()
+            }
+        );
+        assert_eq!(
+            fault.to_string(),
+            "QuickBooks answered HTTP 429, code 3001: ThrottleExceeded (The request limit was reached.  Try again later)"
+        );
+        let bare = fault_from_response(400, br#"<IntuitResponse><Fault type="ValidationFault"/></IntuitResponse>"#);
+        assert_eq!((bare.message.as_str(), bare.code.as_str()), ("ValidationFault", ""));
+        let html = fault_from_response(502, b"<html><body>Bad gateway</body></html>");
+        assert_eq!(html.message, "server error", "markup that is not a fault is quoted, not parsed");
     }
 
     #[test]

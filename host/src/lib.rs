@@ -1,17 +1,23 @@
 //! `sync-host`: runs portable sync components with wasmtime, stores their
-//! records in SQLite with change tracking, and serves them over HTTP.
+//! records with change tracking, and serves them over HTTP.
 //!
-//! One module per capability the component imports (`proxy`, `records`,
-//! `checkpoint`, `config`, `log`), plus the `runtime` that wires them to a
-//! component, the records `api`, and the `cli`.
+//! The layers, each a folder (docs/architecture.md):
+//!
+//! - `capabilities`: one module per WIT interface a component imports, each
+//!   with its own context and a thin `Host` impl over a backend;
+//! - `provider`: the connection's provider (credentials, pacing, retries);
+//! - `store`: what the host keeps, behind traits, with SQLite as a backend;
+//! - `runtime`: wasmtime, linking the capabilities into a component and
+//!   running it under limits;
+//! - `runs`: one run of a connection, as every caller starts it;
+//! - `api`: the HTTP API over the store;
+//! - `cli`: the command line.
 
 pub mod api;
 pub mod bindings;
-pub mod checkpoint;
+pub mod capabilities;
 pub mod cli;
-pub mod config;
-pub mod demo;
-pub mod log;
-pub mod proxy;
-pub mod records;
+pub mod provider;
+pub mod runs;
 pub mod runtime;
+pub mod store;

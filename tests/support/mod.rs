@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use sync_host::runtime::{Limits, RunFailure, RunReport, SyncRuntime};
+use std::sync::Arc;
+use sync_host::runs::{ConnectionSpec, RunLimits, Runner};
+use sync_host::runtime::{RunFailure, RunReport, SyncRuntime};
+use sync_host::store::{self, Database, OpenMode};
 
 pub use fake_qbo::FakeQbo;
 
@@ -64,9 +67,21 @@ pub fn host_binary() -> &'static Path {
 }
 
 /// The compiled component, shared by every test of a binary (compiled once).
-pub fn runtime() -> &'static SyncRuntime {
-    static RUNTIME: OnceLock<SyncRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| SyncRuntime::from_file(guest_wasm()).expect("the guest loads"))
+pub fn runtime() -> Arc<SyncRuntime> {
+    static RUNTIME: OnceLock<Arc<SyncRuntime>> = OnceLock::new();
+    RUNTIME.get_or_init(|| Arc::new(SyncRuntime::from_file(guest_wasm()).expect("the guest loads"))).clone()
+}
+
+/// Retries that keep outage and throttling tests quick: short backoffs, and at
+/// most 1 s per wait, so QuickBooks' advice of 60 s after a 429 becomes 1 s.
+/// `Retry-After` is still honoured up to that.
+pub fn quick_retries() -> sync_host::provider::RetryPolicy {
+    sync_host::provider::RetryPolicy {
+        base: std::time::Duration::from_millis(20),
+        max_wait: std::time::Duration::from_secs(1),
+        budget: std::time::Duration::from_secs(60),
+        ..Default::default()
+    }
 }
 
 /// A test's own database and connection against one fake QuickBooks.
@@ -95,30 +110,38 @@ impl Harness {
         self.dir.path().join("records.sqlite")
     }
 
+    /// The test's database, opened (and created) as the host opens it.
+    pub fn database(&self) -> Arc<dyn Database> {
+        store::open(self.db().to_str().unwrap(), OpenMode::Create).expect("the database opens")
+    }
+
+    /// The connection as the tests run it: the fake's realm and token, quick retries.
+    pub fn spec(&self) -> ConnectionSpec {
+        let mut spec = ConnectionSpec::new(&self.connection, &self.base_url, REALM, Some(TOKEN.to_string()));
+        spec.retry = quick_retries();
+        spec
+    }
+
     /// One run of the real component in the real host.
     pub fn run(&self) -> Result<RunReport, RunFailure> {
-        self.run_with_token(Some(TOKEN.to_string()))
+        self.run_spec(&self.spec())
     }
 
     pub fn run_with_token(&self, token: Option<String>) -> Result<RunReport, RunFailure> {
-        self.run_with(token, Limits::default())
+        let mut spec = self.spec();
+        spec.credentials = Arc::new(sync_host::provider::StaticToken::new(token));
+        self.run_spec(&spec)
     }
 
-    pub fn run_with(&self, token: Option<String>, limits: Limits) -> Result<RunReport, RunFailure> {
-        let spec = sync_host::cli::ConnectionSpec {
-            connection: self.connection.clone(),
-            base_url: self.base_url.clone(),
-            realm_id: REALM.into(),
-            token,
-            // Short backoffs keep the outage tests quick; Retry-After is still honoured.
-            retry: sync_host::proxy::RetryPolicy { base: std::time::Duration::from_millis(20), ..Default::default() },
-            limits,
-        };
-        sync_host::cli::run_once(runtime(), &self.db(), &spec, None)
-            .map_err(|e| match e.downcast::<RunFailure>() {
-                Ok(failure) => failure,
-                Err(other) => RunFailure::Host(other),
-            })
+    pub fn run_with(&self, token: Option<String>, limits: RunLimits) -> Result<RunReport, RunFailure> {
+        let mut spec = self.spec();
+        spec.credentials = Arc::new(sync_host::provider::StaticToken::new(token));
+        spec.limits = limits;
+        self.run_spec(&spec)
+    }
+
+    pub fn run_spec(&self, spec: &ConnectionSpec) -> Result<RunReport, RunFailure> {
+        Runner::new(runtime(), self.database()).run(spec, None)
     }
 
     /// Runs and expects success.
@@ -173,8 +196,7 @@ impl Harness {
 
     /// The checkpoint the component saved, parsed.
     pub fn checkpoint(&self) -> Option<Value> {
-        use sync_host::checkpoint::CheckpointStore;
-        let mut store = sync_host::records::sqlite::SqliteCheckpoints::open(&self.db()).unwrap();
+        let mut store = self.database().checkpoints().unwrap();
         store.get(&self.connection, "customers").unwrap().map(|t| serde_json::from_str(&t).unwrap())
     }
 }
@@ -204,12 +226,13 @@ pub struct Api {
 
 impl Api {
     pub fn start(db: &Path, api_key: Option<String>) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let state = sync_host::api::ApiState::new(db.to_path_buf(), api_key).expect("api state");
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let db = store::open(db.to_str().unwrap(), OpenMode::MustExist).expect("the database opens");
+        let state = sync_host::api::ApiState::new(db, api_key, runtime().metadata().endpoints.clone());
+        let listener = tokio.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
-        runtime.spawn(async move { axum::serve(listener, sync_host::api::router(state)).await });
-        Api { base_url, _runtime: runtime }
+        tokio.spawn(async move { axum::serve(listener, sync_host::api::router(state)).await });
+        Api { base_url, _runtime: tokio }
     }
 
     /// GET a path; returns status and JSON body.
@@ -245,7 +268,8 @@ impl Api {
     }
 }
 
-/// SPEC §3.3, written independently of the guest's code, for comparisons.
+/// The Customer model (docs/quickbooks.md), written independently of the
+/// guest's code, for comparisons.
 pub fn map_customer(c: &Value) -> Value {
     let s = |v: &Value| if v.is_string() { v.clone() } else { Value::Null };
     let address = |a: &Value| {

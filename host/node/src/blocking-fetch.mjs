@@ -34,7 +34,7 @@ export class BlockingFetch {
    * @param {{ url: string, method: string, headers: [string, string][], body?: Uint8Array,
    *           timeoutMs: number, maxBodyBytes: number }} request
    * @returns {{ ok: true, status: number, headers: [string, string][], body: ArrayBuffer }
-   *         | { ok: false, kind: 'timeout' | 'connection-failed', message: string }}
+   *         | { ok: false, kind: 'timeout' | 'connection-failed' | 'limit', message: string }}
    */
   request(request) {
     // Ids let a late answer to an attempt we gave up on be told apart.

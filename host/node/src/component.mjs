@@ -9,8 +9,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-/** Bumped when the transpile options change, so old cache entries are not reused. */
-const CACHE_LAYOUT = 'jco-1.35.0-sync-instantiation-v1';
+/**
+ * Bumped when the transpile options or the WIT contract the host implements
+ * change, so old cache entries are not reused.
+ */
+const CACHE_LAYOUT = 'jco-1.35.0-sync-instantiation-wit-0.2.0-v2';
 
 export const defaultCacheDir = () => join(process.env.XDG_CACHE_HOME || tmpdir(), 'portable-sync-node');
 

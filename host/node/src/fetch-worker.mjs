@@ -25,13 +25,15 @@ port.on('message', async ({ id, url, method, headers, body, timeoutMs, maxBodyBy
     const declared = Number(response.headers.get('content-length') ?? 0);
     if (declared > maxBodyBytes) {
       await response.body?.cancel();
-      throw Object.assign(new Error(`response body of ${declared} bytes is over the ${maxBodyBytes}-byte limit`), {
+      throw Object.assign(new Error(`response body of ${declared} bytes is over the host's limit of ${maxBodyBytes} bytes per response`), {
         code: 'EBODYTOOLARGE',
       });
     }
     const bytes = await response.arrayBuffer();
     if (bytes.byteLength > maxBodyBytes) {
-      throw Object.assign(new Error(`response body is over the ${maxBodyBytes}-byte limit`), { code: 'EBODYTOOLARGE' });
+      throw Object.assign(new Error(`response body is over the host's limit of ${maxBodyBytes} bytes per response`), {
+        code: 'EBODYTOOLARGE',
+      });
     }
     reply = {
       ok: true,
@@ -49,8 +51,12 @@ port.on('message', async ({ id, url, method, headers, body, timeoutMs, maxBodyBy
   Atomics.notify(signal, 0);
 });
 
-/** Maps a `fetch` failure onto the WIT's `timeout` / `connection-failed`. */
+/**
+ * Maps a `fetch` failure onto the WIT's `timeout` / `connection-failed`, or
+ * `limit` for a body over the host's limit (which stops the run).
+ */
 function classify(error, timeoutMs) {
+  if (error?.code === 'EBODYTOOLARGE') return { kind: 'limit', message: error.message };
   if (error?.name === 'TimeoutError' || error?.name === 'AbortError') {
     return { kind: 'timeout', message: `no response within ${timeoutMs} ms` };
   }

@@ -1,34 +1,18 @@
 /**
- * The records capability: saves and soft-deletes the records a component
- * produces, with the change tracking of the Rust host's store (and of
- * Nango's records cache): a new id is added; a changed payload, or a deleted
- * id saved again, is updated; an identical payload is unchanged; deleting a
- * live id marks it deleted and keeps its payload; unknown or already deleted
- * ids do nothing.
+ * The records and listing capabilities: the WIT adapters over the SQLite
+ * store (`store.mjs`). They check what the guest hands over (declared model,
+ * JSON objects with a string `id`, no duplicates) before anything is stored,
+ * so a refused call changes nothing, and map store failures onto the WIT
+ * error cases. Messages match the Rust host's.
  */
 import { WitError } from './errors.mjs';
+import { NoListingError, recordHash, StoreError } from './store.mjs';
 
 /**
- * JSON text with object keys sorted recursively and no whitespace, so key
- * order and formatting never count as a change.
- *
- * @param {unknown} value a parsed JSON value
- */
-export function canonicalJson(value) {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/**
- * Parses and checks a batch before anything is stored: a refused batch
- * changes nothing. Messages match the Rust host's.
+ * Parses and checks a batch, and hashes each record's canonical JSON.
  *
  * @param {string[]} texts
- * @returns {{ id: string, record: object }[]}
+ * @returns {{ id: string, json: string, hash: Buffer }[]}
  */
 export function validateBatch(texts) {
   const seen = new Set();
@@ -48,7 +32,7 @@ export function validateBatch(texts) {
     }
     if (seen.has(id)) throw new WitError('duplicate-id', `id \`${id}\` appears more than once in the batch`);
     seen.add(id);
-    return { id, record };
+    return { id, json: text.trim(), hash: recordHash(record) };
   });
 }
 
@@ -62,77 +46,75 @@ export function validateIds(ids) {
   });
 }
 
-const zero = () => ({ added: 0, updated: 0, unchanged: 0, deleted: 0 });
+/** Runs a store call, mapping its failures onto the WIT error cases. */
+function guarded(call) {
+  try {
+    return call();
+  } catch (error) {
+    if (error instanceof NoListingError) throw new WitError('no-listing', error.message);
+    if (error instanceof StoreError) throw new WitError('store', error.message);
+    throw error;
+  }
+}
 
 /**
- * @param {import('./state.mjs').StateFile} file
- * @param {string[]} declaredModels the models the component's `describe` declared
+ * @param {import('./store.mjs').SqliteStore} store
+ * @param {{ connection: string, models: string[] }} context `models` are those the
+ *   component's `describe` declared (filled in before `run`)
  */
-export function createRecords(file, declaredModels) {
-  /** What the whole run changed, for the summary line. */
-  const totals = zero();
-
-  const checkModel = (model) => {
-    if (!declaredModels.includes(model)) {
-      throw new WitError(
-        'undeclared-model',
-        `model \`${model}\` was not declared by the component (declared: ${declaredModels.join(', ')})`,
-      );
-    }
-  };
-
-  // Builds the next state on a copy of the model's map and commits it in one
-  // write: either the whole batch lands, or (on a store failure) none of it.
-  const apply = (model, change) => {
-    // A null prototype, so an id like `__proto__` is just another key.
-    const byId = Object.assign(Object.create(null), file.state.records[model]);
-    const outcome = zero();
-    change(byId, outcome);
-    if (outcome.added + outcome.updated + outcome.deleted > 0) {
-      try {
-        file.commit({ ...file.state, records: { ...file.state.records, [model]: byId } });
-      } catch (error) {
-        throw new WitError('store', `${error.message}; the batch was rolled back`);
-      }
-    }
+export function createRecords(store, context) {
+  /** What the whole run changed, for the summary line (listing deletions included). */
+  const totals = { added: 0, updated: 0, unchanged: 0, deleted: 0 };
+  const count = (outcome) => {
     for (const key of Object.keys(totals)) totals[key] += outcome[key];
     return outcome;
   };
 
-  return {
-    totals,
-    wit: {
-      batchSave(model, texts) {
-        checkModel(model);
-        const batch = validateBatch(texts);
-        return apply(model, (byId, outcome) => {
-          for (const { id, record } of batch) {
-            const existing = Object.hasOwn(byId, id) ? byId[id] : undefined;
-            if (existing === undefined) {
-              outcome.added += 1;
-            } else if (existing.deleted || canonicalJson(existing.record) !== canonicalJson(record)) {
-              outcome.updated += 1;
-            } else {
-              outcome.unchanged += 1;
-              continue;
-            }
-            byId[id] = { record, deleted: false };
-          }
-        });
-      },
-      batchDelete(model, ids) {
-        checkModel(model);
-        validateIds(ids);
-        return apply(model, (byId, outcome) => {
-          for (const id of ids) {
-            const existing = Object.hasOwn(byId, id) ? byId[id] : undefined;
-            if (existing && !existing.deleted) {
-              byId[id] = { record: existing.record, deleted: true };
-              outcome.deleted += 1;
-            }
-          }
-        });
-      },
+  const checkModel = (model) => {
+    if (!context.models.includes(model)) {
+      throw new WitError(
+        'undeclared-model',
+        `model \`${model}\` was not declared by the component (declared: ${context.models.join(', ')})`,
+      );
+    }
+  };
+
+  const records = {
+    batchSave(model, texts) {
+      checkModel(model);
+      const batch = validateBatch(texts);
+      return count(guarded(() => store.save(context.connection, model, batch)));
+    },
+    batchDelete(model, ids) {
+      checkModel(model);
+      validateIds(ids);
+      return count(guarded(() => store.delete(context.connection, model, ids)));
     },
   };
+
+  // u64 listing ids cross the boundary as bigints; `option` none is `undefined`.
+  const listing = {
+    begin(model) {
+      checkModel(model);
+      return guarded(() => store.beginListing(context.connection, model));
+    },
+    current(model) {
+      checkModel(model);
+      return guarded(() => store.currentListing(context.connection, model));
+    },
+    keep(model, id, ids) {
+      checkModel(model);
+      guarded(() => store.keep(context.connection, model, id, ids));
+    },
+    end(model, id) {
+      checkModel(model);
+      return count(guarded(() => store.endListing(context.connection, model, id)));
+    },
+    abandon(model, id) {
+      checkModel(model);
+      guarded(() => store.abandonListing(context.connection, model, id));
+    },
+  };
+
+  return { totals, records, listing };
 }

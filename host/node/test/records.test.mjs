@@ -1,84 +1,159 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { createCheckpoint } from '../src/checkpoint.mjs';
-import { canonicalJson, createRecords } from '../src/records.mjs';
-import { StateFile } from '../src/state.mjs';
+import Database from 'better-sqlite3';
 
-const fresh = () => {
-  const path = join(mkdtempSync(join(tmpdir(), 'node-host-test-')), 'state.json');
-  return { path, file: new StateFile(path) };
+import { createCheckpoint } from '../src/checkpoint.mjs';
+import { createRecords, validateBatch } from '../src/records.mjs';
+import { canonicalJson, recordHash, SqliteStore } from '../src/store.mjs';
+
+const tempPath = () => join(mkdtempSync(join(tmpdir(), 'node-host-records-')), 'store.sqlite');
+const fresh = (path = tempPath()) => {
+  const store = new SqliteStore(path);
+  const context = { connection: 'c', models: ['Customer'], sync: 'customers' };
+  return { path, store, context, ...createRecords(store, context) };
 };
-const errorTag = (fn) => {
+const refusal = (fn) => {
   try {
     fn();
   } catch (error) {
-    return error.payload?.tag;
+    return error.payload;
   }
   return 'no error';
 };
+const count = (store) => store.db.prepare('SELECT count(*) FROM records').pluck().get();
 
-test('canonical JSON ignores key order and whitespace', () => {
-  assert.equal(canonicalJson(JSON.parse('{"b":[1,{"y":2,"x":1}],"a":null}')), '{"a":null,"b":[1,{"x":1,"y":2}]}');
-  assert.equal(canonicalJson({ a: 1, b: 2 }), canonicalJson(JSON.parse('{ "b": 2, "a": 1 }')));
+/**
+ * Canonical-JSON hash vectors. The expected digests were computed outside
+ * this code: the canonical text written by hand, hashed with
+ * `printf '%s' '<canonical>' | sha256sum` (and cross-checked with Python's
+ * `json.dumps(sort_keys=True, separators=(',', ':'), ensure_ascii=False)`).
+ */
+const VECTORS = [
+  {
+    text: ' { "id": "42", "b": 2,\n "a": [3, {"z": true, "y": null}] } ',
+    canonical: '{"a":[3,{"y":null,"z":true}],"b":2,"id":"42"}',
+    sha256: 'd3d5814a12d5ff891f0afb269da296d0e80571453317bd5dba21dcc9228b292d',
+  },
+  {
+    // U+FF61 sorts before U+1F600 by UTF-8 bytes (EF.. < F0..), after it by
+    // UTF-16 code units (FF61 > D83D): the order must be the bytes'.
+    text: String.raw`{"id":"x","😀":1,"｡":2,"é":"M\u00fcller","Z":-5,"a":"line\nbreak \"q\""}`,
+    canonical: String.raw`{"Z":-5,"a":"line\nbreak \"q\"","id":"x","é":"Müller","｡":2,"😀":1}`,
+    sha256: 'b7f9c820bbb0056185ca1536dfa41134284fac4ce833d2d398600a4471c2184f',
+  },
+  {
+    text: String.raw`{"tab":"\t\u0001\/","nested":{"a":{},"b":[]},"id":"7","balance_cents":-123456789012}`,
+    canonical: String.raw`{"balance_cents":-123456789012,"id":"7","nested":{"a":{},"b":[]},"tab":"\t\u0001/"}`,
+    sha256: 'ea2f5de82c3b2ab30386a5c1fa092d904c734a5da95a039b856ffd1a4830cd10',
+  },
+];
+
+test('canonical JSON hashes match vectors computed independently', () => {
+  for (const { text, canonical, sha256 } of VECTORS) {
+    assert.equal(canonicalJson(JSON.parse(text)), canonical);
+    assert.equal(recordHash(JSON.parse(text)).toString('hex'), sha256);
+    const [valid] = validateBatch([text]);
+    assert.equal(valid.hash.toString('hex'), sha256);
+    assert.equal(valid.json, text.trim(), 'the stored text is the record as given, trimmed');
+  }
 });
 
-test('change tracking follows the records cache semantics', () => {
-  const { path, file } = fresh();
-  const { wit, totals } = createRecords(file, ['Customer']);
-  assert.deepEqual(wit.batchSave('Customer', ['{"id":"1","n":1}', '{"id":"2","n":2}']), { added: 2, updated: 0, unchanged: 0, deleted: 0 });
-  // Same payload in another key order: unchanged. Changed payload: updated.
-  assert.deepEqual(wit.batchSave('Customer', ['{"n":1,"id":"1"}', '{"id":"2","n":3}']), { added: 0, updated: 1, unchanged: 1, deleted: 0 });
-  // Unknown, live and repeated deletes.
-  assert.deepEqual(wit.batchDelete('Customer', ['1', 'nope']), { added: 0, updated: 0, unchanged: 0, deleted: 1 });
-  assert.deepEqual(wit.batchDelete('Customer', ['1']), { added: 0, updated: 0, unchanged: 0, deleted: 0 });
-  // A deleted id saved again, even unchanged, comes back as updated.
-  assert.deepEqual(wit.batchSave('Customer', ['{"id":"1","n":1}']), { added: 0, updated: 1, unchanged: 0, deleted: 0 });
-  assert.deepEqual(totals, { added: 2, updated: 2, unchanged: 1, deleted: 1 });
-  const onDisk = JSON.parse(readFileSync(path, 'utf8'));
-  assert.deepEqual(onDisk, {
-    checkpoint: null,
-    records: { Customer: { 1: { record: { id: '1', n: 1 }, deleted: false }, 2: { record: { id: '2', n: 3 }, deleted: false } } },
+test('key order and whitespace do not count as a change', () => {
+  const { store, records } = fresh();
+  records.batchSave('Customer', ['{"id":"1","a":1,"b":[1,{"y":1,"x":2}]}']);
+  assert.deepEqual(records.batchSave('Customer', ['{ "b": [1, {"x": 2, "y": 1}], "id": "1", "a": 1 }']), {
+    added: 0, updated: 0, unchanged: 1, deleted: 0,
   });
+  store.close();
 });
 
-test('bad batches are refused and change nothing', () => {
-  const { file } = fresh();
-  const { wit } = createRecords(file, ['Customer']);
-  assert.equal(errorTag(() => wit.batchSave('Invoice', ['{"id":"1"}'])), 'undeclared-model');
-  assert.equal(errorTag(() => wit.batchSave('Customer', ['{'])), 'invalid-json');
-  assert.equal(errorTag(() => wit.batchSave('Customer', ['[1]'])), 'invalid-json');
-  assert.equal(errorTag(() => wit.batchSave('Customer', ['{"id":1}'])), 'invalid-id');
-  assert.equal(errorTag(() => wit.batchSave('Customer', ['{"id":""}'])), 'invalid-id');
-  assert.equal(errorTag(() => wit.batchSave('Customer', ['{"id":"ok"}', '{"id":"x"}', '{"id":"x"}'])), 'duplicate-id');
-  assert.equal(errorTag(() => wit.batchDelete('Customer', ['a', 'a'])), 'duplicate-id');
-  assert.deepEqual(file.state, { checkpoint: null, records: {} });
+test('bad batches are refused with the Rust host\'s messages and change nothing', () => {
+  const { store, records } = fresh();
+  records.batchSave('Customer', ['{"id":"kept"}']);
+  assert.deepEqual(refusal(() => records.batchSave('Invoice', ['{"id":"1"}'])), {
+    tag: 'undeclared-model',
+    val: 'model `Invoice` was not declared by the component (declared: Customer)',
+  });
+  const bad = refusal(() => records.batchSave('Customer', ['{"id":"1"}', '{']));
+  assert.equal(bad.tag, 'invalid-json');
+  assert.match(bad.val, /^record 1 is not valid JSON: /);
+  assert.deepEqual(refusal(() => records.batchSave('Customer', ['[1]'])), { tag: 'invalid-json', val: 'record 0 is not a JSON object' });
+  assert.deepEqual(refusal(() => records.batchSave('Customer', ['null'])), { tag: 'invalid-json', val: 'record 0 is not a JSON object' });
+  for (const noId of ['{"id":1}', '{"id":""}', '{"name":"x"}', '{"id":null}']) {
+    assert.deepEqual(refusal(() => records.batchSave('Customer', [noId])), { tag: 'invalid-id', val: 'record 0 has no string `id`' });
+  }
+  assert.deepEqual(refusal(() => records.batchSave('Customer', ['{"id":"ok"}', '{"id":"x"}', '{"id":"x","n":2}'])), {
+    tag: 'duplicate-id',
+    val: 'id `x` appears more than once in the batch',
+  });
+  assert.deepEqual(refusal(() => records.batchDelete('Customer', ['a', ''])), { tag: 'invalid-id', val: 'record 1 has no string `id`' });
+  assert.deepEqual(refusal(() => records.batchDelete('Customer', ['a', 'a'])), {
+    tag: 'duplicate-id',
+    val: 'id `a` appears more than once in the batch',
+  });
+  assert.equal(refusal(() => records.batchDelete('Invoice', ['a'])).tag, 'undeclared-model');
+  assert.equal(count(store), 1);
+  store.close();
 });
 
-test('an id like __proto__ is just another key', () => {
-  const { path, file } = fresh();
-  const { wit } = createRecords(file, ['Customer']);
-  assert.equal(wit.batchSave('Customer', ['{"id":"__proto__","n":1}']).added, 1);
-  assert.equal(new StateFile(path).state.records.Customer.__proto__.record.n, 1);
+test('an id like __proto__ is just another id', () => {
+  const { store, records } = fresh();
+  assert.equal(records.batchSave('Customer', ['{"id":"__proto__","n":1}']).added, 1);
+  assert.equal(records.batchSave('Customer', ['{"__proto__":{"x":1},"id":"p"}']).added, 1);
+  assert.equal(records.batchSave('Customer', ['{"id":"p","__proto__":{"x":1}}']).unchanged, 1);
+  store.close();
+});
+
+test('the listing interface: bigint ids, none as undefined, no-listing refusals, deletions in the totals', () => {
+  const { store, records, listing, totals } = fresh();
+  records.batchSave('Customer', ['{"id":"a"}', '{"id":"b"}', '{"id":"c"}']);
+  assert.equal(listing.current('Customer'), undefined);
+  const first = listing.begin('Customer');
+  assert.equal(typeof first, 'bigint');
+  assert.equal(listing.current('Customer'), first);
+  records.batchSave('Customer', ['{"id":"a"}']);
+  listing.keep('Customer', first, ['b']);
+  const second = listing.begin('Customer');
+  const refused = refusal(() => listing.end('Customer', first));
+  assert.equal(refused.tag, 'no-listing');
+  assert.match(refused.val, /listing 1 is not open \(the open listing of `Customer` is 2\)/);
+  assert.equal(refusal(() => listing.keep('Customer', first, ['a'])).tag, 'no-listing');
+  listing.keep('Customer', second, ['a']);
+  assert.deepEqual(listing.end('Customer', second), { added: 0, updated: 0, unchanged: 0, deleted: 2 });
+  assert.equal(refusal(() => listing.begin('Invoice')).tag, 'undeclared-model');
+  listing.abandon('Customer', second); // not open: nothing
+  assert.deepEqual(totals, { added: 3, updated: 0, unchanged: 1, deleted: 2 });
+  store.close();
 });
 
 test('a store failure is a `store` error and rolls the batch back', () => {
-  const { file } = fresh();
-  const { wit } = createRecords(file, ['Customer']);
-  file.path = '/nonexistent-dir/state.json';
-  assert.equal(errorTag(() => wit.batchSave('Customer', ['{"id":"1"}'])), 'store');
-  assert.deepEqual(file.state.records, {});
+  const { path, store, records } = fresh();
+  store.db.pragma('busy_timeout = 50');
+  const other = new Database(path);
+  other.exec('BEGIN IMMEDIATE');
+  const refused = refusal(() => records.batchSave('Customer', ['{"id":"1"}']));
+  assert.equal(refused.tag, 'store');
+  assert.match(refused.val, /locked|busy/i);
+  other.exec('ROLLBACK');
+  other.close();
+  assert.equal(count(store), 0);
+  assert.equal(records.batchSave('Customer', ['{"id":"1"}']).added, 1, 'and the store works again');
+  store.close();
 });
 
-test('the checkpoint survives a restart; corrupt files are refused', () => {
-  const { path, file } = fresh();
-  const checkpoint = createCheckpoint(file);
+test('the checkpoint capability keys on the connection and the sync name', () => {
+  const { path, store, context } = fresh();
+  const checkpoint = createCheckpoint(store, context);
   assert.equal(checkpoint.get(), undefined);
   checkpoint.save('{"at":"x"}');
-  assert.equal(createCheckpoint(new StateFile(path)).get(), '{"at":"x"}');
-  writeFileSync(path, '{"checkpoint": 3, "records": {}}');
-  assert.throws(() => new StateFile(path), /corrupt/);
+  store.close();
+  const again = new SqliteStore(path);
+  assert.equal(createCheckpoint(again, context).get(), '{"at":"x"}');
+  assert.equal(createCheckpoint(again, { ...context, sync: 'other' }).get(), undefined);
+  assert.equal(createCheckpoint(again, { ...context, connection: 'd' }).get(), undefined);
+  again.close();
 });

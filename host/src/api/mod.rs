@@ -1,0 +1,443 @@
+//! The HTTP API over the host's database: every endpoint a component declares
+//! in `describe()` (`GET /customers` for the customers sync) serves the synced
+//! records with Nango-style change metadata, keyset-paginated
+//! (docs/api.md).
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+use crate::runtime::Endpoint;
+use crate::store::{Database, LastAction, ListQuery, Position, Scope, StoredRecord};
+
+/// Default and largest page size.
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 10_000;
+/// The connection used when a request names none.
+pub const DEFAULT_CONNECTION: &str = "default";
+
+/// The OpenAPI document of this API, kept in the repository.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// A request error: `{"error": {"code", "message"}}` with a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}));
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid header"));
+        }
+        response
+    }
+}
+
+/// Parsed, validated query parameters of a list request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListParams {
+    pub modified_after_us: Option<i64>,
+    pub limit: u32,
+    pub after: Option<Position>,
+    pub actions: Vec<LastAction>,
+}
+
+/// Parses `modified_after`, `limit`, `cursor` and `filter`; anything else,
+/// or a parameter given twice, is refused.
+pub fn parse_params(pairs: &[(String, String)]) -> Result<ListParams, ApiError> {
+    let mut params = ListParams { modified_after_us: None, limit: DEFAULT_LIMIT, after: None, actions: Vec::new() };
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in pairs {
+        if seen.contains(&name.as_str()) {
+            return Err(ApiError::bad_request("duplicate_parameter", format!("`{name}` is given more than once")));
+        }
+        seen.push(name);
+        match name.as_str() {
+            "limit" => {
+                params.limit = value.parse::<u32>().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_limit",
+                        format!("`limit` must be an integer from 1 to {MAX_LIMIT}, got `{}`", shorten(value)),
+                    )
+                })?;
+            }
+            "modified_after" => {
+                let instant = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_modified_after",
+                        format!(
+                            "`modified_after` must be an RFC 3339 timestamp such as 2026-05-05T10:08:49Z, got `{}`",
+                            shorten(value)
+                        ),
+                    )
+                })?;
+                params.modified_after_us = Some(instant.timestamp_micros());
+            }
+            "cursor" => params.after = Some(decode_cursor(value)?),
+            "filter" => params.actions = parse_filter(value)?,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "unknown_parameter",
+                    format!("unknown parameter `{}`; known: modified_after, limit, cursor, filter", shorten(name)),
+                ))
+            }
+        }
+    }
+    Ok(params)
+}
+
+fn parse_filter(value: &str) -> Result<Vec<LastAction>, ApiError> {
+    let mut actions = Vec::new();
+    for part in value.split(',') {
+        let action = match part.trim().to_ascii_lowercase().as_str() {
+            "added" => LastAction::Added,
+            "updated" => LastAction::Updated,
+            "deleted" => LastAction::Deleted,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_filter",
+                    format!(
+                        "`filter` must be added, updated, deleted or a comma-separated combination, got `{}`",
+                        shorten(value)
+                    ),
+                ))
+            }
+        };
+        if !actions.contains(&action) {
+            actions.push(action);
+        }
+    }
+    Ok(actions)
+}
+
+/// Encodes a position as an opaque cursor.
+pub fn encode_cursor(position: &Position) -> String {
+    URL_SAFE_NO_PAD.encode(format!("1|{}|{}", position.last_modified_us, position.id))
+}
+
+/// Decodes a cursor made by [`encode_cursor`].
+pub fn decode_cursor(cursor: &str) -> Result<Position, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)),
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim_end_matches('=')).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let mut parts = text.splitn(3, '|');
+    let (Some("1"), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid());
+    };
+    let last_modified_us = micros.parse::<i64>().map_err(|_| invalid())?;
+    if id.is_empty() || micros.starts_with('+') {
+        return Err(invalid());
+    }
+    Ok(Position { last_modified_us, id: id.to_owned() })
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Shared state of the API server.
+#[derive(Clone)]
+pub struct ApiState {
+    db: Arc<dyn Database>,
+    /// SHA-256 of the API key, compared in constant time.
+    api_key_hash: Option<[u8; 32]>,
+    /// The endpoints of the components served, from their `describe`.
+    endpoints: Arc<Vec<Endpoint>>,
+}
+
+impl ApiState {
+    /// Serves the records in `db` at `endpoints`; with `api_key`, requests
+    /// need `Authorization: Bearer <key>`.
+    pub fn new(db: Arc<dyn Database>, api_key: Option<String>, endpoints: Vec<Endpoint>) -> Self {
+        ApiState {
+            db,
+            api_key_hash: api_key.filter(|k| !k.is_empty()).map(|k| Sha256::digest(k.as_bytes()).into()),
+            endpoints: Arc::new(endpoints),
+        }
+    }
+
+    pub fn database(&self) -> &Arc<dyn Database> {
+        &self.db
+    }
+
+    /// Checks `Authorization: Bearer <key>` when a key is configured.
+    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = &self.api_key_hash else { return Ok(()) };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|key| Sha256::digest(key.as_bytes()));
+        match given {
+            Some(hash) if bool::from(hash.as_slice().ct_eq(expected)) => Ok(()),
+            _ => Err(ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthorized",
+                message: "this server requires `Authorization: Bearer <api key>`".into(),
+            }),
+        }
+    }
+}
+
+/// A failure of the host's own, logged; the caller learns only that it happened.
+pub fn internal(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(target: "api", "{error}");
+    ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: "the records store failed".into() }
+}
+
+/// The router: every declared endpoint, `/openapi.json`, JSON 404 and 405.
+pub fn router(state: ApiState) -> Router {
+    let mut router = Router::new().route("/openapi.json", get(openapi));
+    for endpoint in state.endpoints.iter().filter(|e| e.method.eq_ignore_ascii_case("GET")) {
+        let model = endpoint.model.clone();
+        router = router.route(
+            &endpoint.path,
+            get(move |state: State<ApiState>, headers: HeaderMap, query: RawQuery| list(state, headers, query, model)),
+        );
+    }
+    router
+        .fallback(|| async {
+            ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such endpoint".into() }
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                message: "only GET is supported".into(),
+            }
+        })
+        .with_state(state)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[derive(Serialize)]
+struct ListResponse {
+    records: Vec<Box<RawValue>>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    model: String,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let params = parse_params(&pairs)?;
+    let connection = match headers.get("connection-id") {
+        None => DEFAULT_CONNECTION.to_owned(),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.trim().to_owned())
+            .ok_or_else(|| ApiError::bad_request("invalid_connection_id", "`Connection-Id` must be a non-empty text"))?,
+    };
+    // The store is blocking; keep it off the async workers.
+    let response = tokio::task::spawn_blocking(move || {
+        let mut store = state.db.records().map_err(internal)?;
+        {
+            if !store.connection_exists(&connection).map_err(internal)? {
+                return Err(ApiError::bad_request(
+                    "unknown_connection",
+                    format!("`Connection-Id` `{}` has never been synced", shorten(&connection)),
+                ));
+            }
+            let scope = Scope { connection, model };
+            let query = ListQuery {
+                modified_after_us: params.modified_after_us,
+                after: params.after,
+                actions: params.actions,
+                limit: params.limit,
+            };
+            let page = store.list(&scope, &query).map_err(internal)?;
+            let next_cursor = match (page.has_more, page.records.last()) {
+                (true, Some(last)) => {
+                    Some(encode_cursor(&Position { last_modified_us: last.last_modified_us, id: last.id.clone() }))
+                }
+                _ => None,
+            };
+            let records = page.records.iter().map(render).collect::<Result<Vec<_>, _>>()?;
+            Ok(ListResponse { records, next_cursor })
+        }
+    })
+    .await
+    .map_err(internal)??;
+    Ok(Json(response).into_response())
+}
+
+/// A stored record as the API shows it: its own fields, in the order the
+/// component wrote them, then `_nango_metadata`.
+fn render(record: &StoredRecord) -> Result<Box<RawValue>, ApiError> {
+    let cursor = encode_cursor(&Position { last_modified_us: record.last_modified_us, id: record.id.clone() });
+    let metadata = serde_json::json!({
+        "first_seen_at": format_us(record.first_seen_us),
+        "last_modified_at": format_us(record.last_modified_us),
+        "last_action": record.last_action.as_str(),
+        "deleted_at": record.deleted_us.map(format_us),
+        "cursor": cursor,
+    });
+    let body = record.json.trim_end();
+    let Some(open) = body.strip_suffix('}') else {
+        return Err(internal(format!("record {} is not a JSON object", record.id)));
+    };
+    let separator = if open.trim_end().ends_with('{') { "" } else { "," };
+    RawValue::from_string(format!("{open}{separator}\"_nango_metadata\":{metadata}}}"))
+        .map_err(|e| internal(format!("record {}: {e}", record.id)))
+}
+
+/// Microseconds since the epoch as RFC 3339 UTC with microseconds.
+pub fn format_us(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &str) -> Result<ListParams, ApiError> {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        parse_params(&pairs)
+    }
+
+    #[test]
+    fn defaults_and_combinations() {
+        assert_eq!(params("").unwrap().limit, 100);
+        let p = params("limit=10000&filter=added,updated&modified_after=2026-05-05T10:08:49Z").unwrap();
+        assert_eq!(p.limit, 10000);
+        assert_eq!(p.actions, vec![LastAction::Added, LastAction::Updated]);
+        assert_eq!(p.modified_after_us, Some(1_777_975_729_000_000));
+    }
+
+    #[test]
+    fn bad_input_names_the_parameter() {
+        for (query, code) in [
+            ("limit=0", "invalid_limit"),
+            ("limit=abc", "invalid_limit"),
+            ("limit=10001", "invalid_limit"),
+            ("limit=-1", "invalid_limit"),
+            ("cursor=%%%", "invalid_cursor"),
+            ("cursor=bm9wZQ", "invalid_cursor"),
+            ("filter=bogus", "invalid_filter"),
+            ("filter=added,", "invalid_filter"),
+            ("modified_after=yesterday", "invalid_modified_after"),
+            ("limt=5", "unknown_parameter"),
+            ("limit=5&limit=6", "duplicate_parameter"),
+        ] {
+            let error = params(query).unwrap_err();
+            assert_eq!(error.code, code, "{query}");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let position = Position { last_modified_us: 1_777_975_729_123_456, id: "a|b".into() };
+        assert_eq!(decode_cursor(&encode_cursor(&position)).unwrap(), position);
+    }
+
+    #[test]
+    fn rendered_records_keep_their_fields_and_gain_metadata() {
+        let record = StoredRecord {
+            id: "1".into(),
+            json: r#"{"id":"1","b":2,"a":1}"#.into(),
+            first_seen_us: 1,
+            last_modified_us: 2,
+            last_action: LastAction::Added,
+            deleted_us: None,
+        };
+        let text = render(&record).unwrap().get().to_owned();
+        assert!(text.starts_with(r#"{"id":"1","b":2,"a":1,"_nango_metadata":{"#), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["_nango_metadata"]["last_action"], "ADDED");
+        assert_eq!(value["_nango_metadata"]["deleted_at"], serde_json::Value::Null);
+        assert_eq!(value["_nango_metadata"]["last_modified_at"], "1970-01-01T00:00:00.000002Z");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pair(name: &str, value: String) -> Vec<(String, String)> {
+            vec![(name.to_owned(), value)]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_parameters_never_panic(pairs in proptest::collection::vec((".{0,12}", ".{0,40}"), 0..6)) {
+                if let Err(error) = parse_params(&pairs) {
+                    prop_assert_eq!(error.status, StatusCode::BAD_REQUEST);
+                }
+            }
+
+            #[test]
+            fn a_limit_is_accepted_exactly_from_1_to_10000(limit in any::<i64>()) {
+                let parsed = parse_params(&pair("limit", limit.to_string()));
+                prop_assert_eq!(parsed.is_ok(), (1..=10_000).contains(&limit));
+            }
+
+            #[test]
+            fn cursors_round_trip(micros in any::<i64>(), id in "\\PC{1,40}") {
+                let position = Position { last_modified_us: micros, id };
+                let parsed = parse_params(&pair("cursor", encode_cursor(&position))).unwrap();
+                prop_assert_eq!(parsed.after, Some(position));
+            }
+
+            #[test]
+            fn any_cursor_text_decodes_or_is_an_invalid_cursor(text in ".{0,80}") {
+                match decode_cursor(&text) {
+                    Ok(position) => prop_assert_eq!(decode_cursor(&encode_cursor(&position)).unwrap(), position),
+                    Err(error) => prop_assert_eq!(error.code, "invalid_cursor"),
+                }
+            }
+
+            #[test]
+            fn filters_are_sets_of_actions(parts in proptest::collection::vec(prop_oneof!["added", "updated", "deleted", "ADDED"], 1..6)) {
+                let parsed = parse_params(&pair("filter", parts.join(","))).unwrap();
+                let mut expected: Vec<String> = parts.iter().map(|p| p.to_ascii_uppercase()).collect();
+                expected.sort();
+                expected.dedup();
+                let mut got: Vec<String> = parsed.actions.iter().map(|a| a.as_str().to_owned()).collect();
+                got.sort();
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
+}

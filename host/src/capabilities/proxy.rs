@@ -1,0 +1,182 @@
+//! The `proxy` capability: the component's only way to the network.
+//!
+//! The host owns the provider's base URL and the credentials; the component
+//! gives a relative path. Paths that could escape the base URL and headers
+//! the host owns (or that could smuggle one) are refused here; pacing and
+//! retries are the provider client's.
+
+use super::{Limit, LimitExceeded};
+use crate::bindings::portable_sync::sync::proxy as wit;
+use crate::provider::client::{Method, Waits};
+use crate::provider::{ProviderClient, ProviderError, ProviderRequest};
+
+/// Headers only the host sets.
+const FORBIDDEN_HEADERS: &[&str] = &["authorization", "proxy-authorization", "host", "cookie"];
+
+/// Limits on the proxy per run.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyLimits {
+    /// Requests the component may send in one run (retries not counted).
+    pub requests_per_run: u32,
+    /// Bytes of one response body.
+    pub bytes_per_response: u64,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits { requests_per_run: 100_000, bytes_per_response: 64 << 20 }
+    }
+}
+
+/// What the proxy did in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// Requests sent (not counting retries).
+    pub requests: u32,
+    /// Retries after a 429.
+    pub throttled: u32,
+    /// Time spent waiting for the quota and before retries.
+    pub waited: std::time::Duration,
+}
+
+/// The proxy capability of one run.
+pub struct ProxyCtx {
+    client: ProviderClient,
+    limits: ProxyLimits,
+    stats: ProxyStats,
+}
+
+impl ProxyCtx {
+    pub fn new(client: ProviderClient, limits: ProxyLimits) -> Self {
+        ProxyCtx { client, limits, stats: ProxyStats::default() }
+    }
+
+    pub fn stats(&self) -> ProxyStats {
+        self.stats
+    }
+}
+
+/// Refuses anything that is not a plain path under the base URL.
+pub fn check_path(path: &str) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("`{path}` {why}"));
+    if !path.starts_with('/') {
+        return refuse("is not a path relative to the base URL (it must start with `/`)");
+    }
+    if path.contains("//") {
+        return refuse("contains `//`");
+    }
+    if path.chars().any(|c| c == '\\' || c == '?' || c == '#' || c.is_control() || c == ' ') {
+        return refuse("contains a character not allowed in a path (`\\`, `?`, `#`, space or control)");
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%00"].iter().any(|encoded| lower.contains(encoded)) {
+        return refuse("contains an encoded `.`, `/`, `\\` or NUL");
+    }
+    if path.split('/').any(|segment| segment == ".." || segment == ".") {
+        return refuse("contains a `.` or `..` segment");
+    }
+    Ok(())
+}
+
+/// Refuses headers the host owns, and names or values that could end a header
+/// line early and smuggle another one.
+pub fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
+    for (name, value) in headers {
+        if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(format!("`{name}` is set by the host"));
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(format!("`{}` is not a valid header name", name.escape_debug()));
+        }
+        if value.chars().any(|c| matches!(c, '\r' | '\n' | '\0')) {
+            return Err(format!("the value of `{name}` contains CR, LF or NUL"));
+        }
+    }
+    Ok(())
+}
+
+impl wit::Host for ProxyCtx {
+    fn send(&mut self, request: wit::Request) -> wasmtime::Result<Result<wit::Response, wit::Error>> {
+        if let Err(why) = check_path(&request.path) {
+            return Ok(Err(wit::Error::InvalidPath(why)));
+        }
+        if let Err(why) = check_headers(&request.headers) {
+            return Ok(Err(wit::Error::ForbiddenHeader(why)));
+        }
+        if self.stats.requests >= self.limits.requests_per_run {
+            return Err(LimitExceeded::new(
+                Limit::RequestsPerRun,
+                u64::from(self.limits.requests_per_run),
+                format!("request {} to {}", self.stats.requests + 1, request.path),
+            )
+            .into());
+        }
+        self.stats.requests += 1;
+        let request = ProviderRequest {
+            method: match request.method {
+                wit::Method::Get => Method::Get,
+                wit::Method::Post => Method::Post,
+                wit::Method::Put => Method::Put,
+                wit::Method::Patch => Method::Patch,
+                wit::Method::Delete => Method::Delete,
+            },
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+            retry: request.retry,
+        };
+        let (result, Waits { throttled, waited }) = self.client.send(&request, self.limits.bytes_per_response);
+        self.stats.throttled += throttled;
+        self.stats.waited += waited;
+        Ok(match result {
+            Ok(response) => Ok(wit::Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+                attempts: response.attempts,
+            }),
+            Err(ProviderError::BodyTooLarge(max)) => {
+                return Err(LimitExceeded::new(Limit::BytesPerResponse, max, format!("the answer to {}", request.path)).into())
+            }
+            Err(ProviderError::Timeout(m)) => Err(wit::Error::Timeout(m)),
+            Err(ProviderError::ConnectionFailed(m)) => Err(wit::Error::ConnectionFailed(m)),
+            Err(ProviderError::Unauthorized(m)) => Err(wit::Error::Unauthorized(m)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_pass() {
+        assert!(check_path("/v3/company/123/query").is_ok());
+        for bad in [
+            "https://evil.example/v3",
+            "v3/company",
+            "//evil.example/x",
+            "/v3/../../admin",
+            "/v3/./x",
+            "/v3/%2e%2e/admin",
+            "/v3/%2F/x",
+            "/v3\\..\\x",
+            "/v3/q?x=1",
+            "/v3#frag",
+            "/v3/a b",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn host_owned_and_smuggling_headers_are_refused() {
+        let header = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
+        assert!(check_headers(&header("Accept", "application/json")).is_ok());
+        assert!(check_headers(&header("Authorization", "Bearer stolen")).is_err());
+        assert!(check_headers(&header("X-A", "1\r\nAuthorization: Bearer x")).is_err());
+        assert!(check_headers(&header("X-A\nHost", "x")).is_err());
+        assert!(check_headers(&header("", "x")).is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! The command line (docs/cli.md): `run`, `serve`, `demo`, `fake-qbo`,
+//! `describe`. Each command parses its flags and calls the library.
+
+mod demo;
+mod progress;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{self, ApiState};
+use crate::capabilities::proxy::ProxyLimits;
+use crate::capabilities::records::RecordLimits;
+use crate::provider::{Quota, RetryPolicy};
+use crate::runs::{ConnectionSpec, RunLimits, Runner};
+use crate::runtime::{InstanceLimits, SyncRuntime};
+use crate::store::{self, OpenMode};
+
+pub use progress::RunProgress;
+
+/// Where `cargo build --release --target wasm32-wasip2 -p quickbooks-customers` puts the guest.
+pub const BUILT_GUEST: &str = "target/wasm32-wasip2/release/quickbooks_customers.wasm";
+/// The connection used when none is named.
+pub const DEFAULT_CONNECTION: &str = api::DEFAULT_CONNECTION;
+
+#[derive(Parser)]
+#[command(name = "sync-host", version, about = "Runs sync components, stores their records, serves them.")]
+struct Cli {
+    /// More logs on stderr (RUST_LOG overrides).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the component once for a connection; prints a one-line JSON summary.
+    Run(RunArgs),
+    /// Serve the stored records over HTTP (the endpoints the component declares).
+    Serve(ServeArgs),
+    /// The main job on embedded defaults: a fake QuickBooks on loopback,
+    /// synced into a local SQLite file, served over HTTP.
+    Demo(demo::DemoArgs),
+    /// Serve a fake QuickBooks Online company on loopback (for tests and other hosts).
+    FakeQbo(demo::FakeArgs),
+    /// Print what a component declares (its `describe`), as JSON.
+    Describe {
+        /// The component (.wasm); defaults to the built guest.
+        #[arg(long)]
+        component: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The component (.wasm); defaults to the built guest.
+    #[arg(long)]
+    component: Option<PathBuf>,
+    /// SQLite database file (created if missing).
+    #[arg(long)]
+    db: String,
+    /// The provider's base URL, e.g. https://quickbooks.api.intuit.com.
+    #[arg(long)]
+    base_url: String,
+    /// The QuickBooks company (realm) id; sets the configuration key `realmId`.
+    #[arg(long)]
+    realm_id: String,
+    /// Connection id the records are stored under.
+    #[arg(long, default_value = DEFAULT_CONNECTION)]
+    connection: String,
+    /// OAuth access token; never logged.
+    #[arg(long, env = "QBO_ACCESS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A configuration value the component reads, `key=value` (repeatable),
+    /// e.g. `--config reconcileEvery=6h`.
+    #[arg(long = "config", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Limits and pacing of runs.
+#[derive(Args, Clone)]
+pub struct LimitArgs {
+    /// Memory limit of the component, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: usize,
+    /// Wall-clock limit of a run, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout_secs: u64,
+    /// Time one provider request may take with all its retries, in seconds.
+    #[arg(long, default_value_t = 600)]
+    retry_budget_secs: u64,
+    /// Longest single wait before a retry, in seconds.
+    #[arg(long, default_value_t = 120)]
+    retry_max_wait_secs: u64,
+    /// Requests a minute to the provider per connection, overriding the
+    /// component's declared quota (0: no limit).
+    #[arg(long)]
+    requests_per_minute: Option<u32>,
+}
+
+impl LimitArgs {
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            budget: Duration::from_secs(self.retry_budget_secs),
+            max_wait: Duration::from_secs(self.retry_max_wait_secs),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn limits(&self) -> RunLimits {
+        RunLimits {
+            instance: InstanceLimits {
+                memory_bytes: self.memory_mib << 20,
+                deadline: Duration::from_secs(self.timeout_secs),
+            },
+            records: RecordLimits::default(),
+            proxy: ProxyLimits::default(),
+        }
+    }
+
+    fn quota(&self) -> Option<Quota> {
+        self.requests_per_minute.map(|requests_per_minute| Quota { requests_per_minute, max_concurrent: 0 })
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// SQLite database file written by `run`.
+    #[arg(long)]
+    db: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Require `Authorization: Bearer <key>`; never logged.
+    #[arg(long, env = "SYNC_HOST_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The component whose endpoints to serve; defaults to the built guest.
+    #[arg(long)]
+    component: Option<PathBuf>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not key=value")),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo::demo(args),
+        Command::FakeQbo(args) => demo::fake_qbo(args),
+        Command::Describe { component } => describe(component),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(error: &anyhow::Error) -> String {
+    error.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "error" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// The component to run: the one given, or the built guest next to the
+/// working directory or next to this executable's `target/` folder.
+pub fn component_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let mut candidates = vec![PathBuf::from(BUILT_GUEST)];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/release/sync-host → target/wasm32-wasip2/release/...
+        if let Some(target) = exe.parent().and_then(Path::parent) {
+            candidates.push(target.join("wasm32-wasip2/release/quickbooks_customers.wasm"));
+        }
+    }
+    candidates.into_iter().find(|p| p.exists()).with_context(|| {
+        format!(
+            "no --component given and {BUILT_GUEST} does not exist; build it with \
+             `cargo build --release --target wasm32-wasip2 -p quickbooks-customers`"
+        )
+    })
+}
+
+fn load_component(given: Option<PathBuf>) -> anyhow::Result<Arc<SyncRuntime>> {
+    Ok(Arc::new(SyncRuntime::from_file(&component_path(given)?)?))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let runtime = load_component(args.component)?;
+    let db = store::open(&args.db, OpenMode::Create)?;
+    let mut spec = ConnectionSpec::new(&args.connection, &args.base_url, &args.realm_id, args.token);
+    spec.config.extend(args.config.into_iter().collect::<BTreeMap<_, _>>());
+    spec.retry = args.limits.retry();
+    spec.limits = args.limits.limits();
+    spec.quota = args.limits.quota();
+    let report = Runner::new(runtime, db).run(&spec, None).context("run failed")?;
+    println!("{}", report.to_json());
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let db = store::open(&args.db, OpenMode::MustExist)?;
+    let runtime = load_component(args.component)?;
+    let state = ApiState::new(db.clone(), args.api_key, runtime.metadata().endpoints.clone());
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let endpoints: Vec<String> =
+            runtime.metadata().endpoints.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
+        eprintln!("serving {} on http://{} ({})", db.describe(), listener.local_addr()?, endpoints.join(", "));
+        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can listen for SIGTERM");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn describe(component: Option<PathBuf>) -> anyhow::Result<()> {
+    let runtime = load_component(component)?;
+    println!("{}", serde_json::to_string_pretty(runtime.metadata())?);
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Keeping under a provider's quota for one connection: at most N requests a
+//! minute and M in flight, shared by everything the host does for the
+//! connection in this process (one connection runs in one process at a time).
+//!
+//! The rate is a GCRA (governor) with a burst of a tenth of the quota and a
+//! steady rate of the rest, so that no 60-second window ever holds more than
+//! the quota: burst + steady × 60 s = quota.
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// A provider's quota per connection; zero means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quota {
+    pub requests_per_minute: u32,
+    pub max_concurrent: u32,
+}
+
+/// The pacing of one connection.
+pub struct Pacer {
+    quota: Quota,
+    rate: Option<DefaultDirectRateLimiter>,
+    in_flight: Mutex<u32>,
+    freed: Condvar,
+}
+
+/// A request slot; dropping it frees the slot.
+pub struct Permit<'a> {
+    pacer: &'a Pacer,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.pacer.quota.max_concurrent > 0 {
+            *self.pacer.in_flight.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            self.pacer.freed.notify_one();
+        }
+    }
+}
+
+impl Pacer {
+    pub fn new(quota: Quota) -> Self {
+        let rate = NonZeroU32::new(quota.requests_per_minute).map(|per_minute| {
+            let burst = (per_minute.get() / 10).max(1);
+            let steady = per_minute.get().saturating_sub(burst).max(1);
+            let period = Duration::from_secs(60) / steady;
+            let limit = governor::Quota::with_period(period)
+                .expect("a positive period")
+                .allow_burst(NonZeroU32::new(burst).expect("burst >= 1"));
+            RateLimiter::direct(limit)
+        });
+        Pacer { quota, rate, in_flight: Mutex::new(0), freed: Condvar::new() }
+    }
+
+    /// Waits (blocking) until a request may be sent. Returns the permit and
+    /// how long it waited.
+    pub fn acquire(&self) -> (Permit<'_>, Duration) {
+        let started = std::time::Instant::now();
+        if self.quota.max_concurrent > 0 {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            while *in_flight >= self.quota.max_concurrent {
+                in_flight = self.freed.wait(in_flight).unwrap_or_else(|p| p.into_inner());
+            }
+            *in_flight += 1;
+        }
+        if let Some(rate) = &self.rate {
+            let clock = DefaultClock::default();
+            while let Err(not_until) = rate.check() {
+                std::thread::sleep(not_until.wait_time_from(clock.now()));
+            }
+        }
+        (Permit { pacer: self }, started.elapsed())
+    }
+
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+}
+
+/// The pacers of a host's connections, by connection id.
+#[derive(Default, Clone)]
+pub struct Pacers {
+    by_connection: Arc<Mutex<HashMap<String, Arc<Pacer>>>>,
+}
+
+impl Pacers {
+    /// The connection's pacer, made anew if its quota changed.
+    pub fn get(&self, connection: &str, quota: Quota) -> Arc<Pacer> {
+        let mut map = self.by_connection.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(connection) {
+            Some(pacer) if pacer.quota() == quota => pacer.clone(),
+            _ => {
+                let pacer = Arc::new(Pacer::new(quota));
+                map.insert(connection.to_owned(), pacer.clone());
+                pacer
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_window_holds_more_than_the_quota() {
+        // 120 a minute: a burst of 12 at once, then one every 60 s / 108.
+        let pacer = Pacer::new(Quota { requests_per_minute: 120, max_concurrent: 0 });
+        let rate = pacer.rate.as_ref().unwrap();
+        for n in 0..12 {
+            assert!(rate.check().is_ok(), "request {n} of the burst");
+        }
+        let not_until = rate.check().unwrap_err();
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_secs(60) / 108, "{wait:?}");
+    }
+
+    #[test]
+    fn no_quota_means_no_rate_limit() {
+        assert!(Pacer::new(Quota::default()).rate.is_none());
+    }
+
+    #[test]
+    fn concurrency_is_capped() {
+        let pacer = Arc::new(Pacer::new(Quota { requests_per_minute: 0, max_concurrent: 1 }));
+        let (permit, _) = pacer.acquire();
+        let other = pacer.clone();
+        let waiter = std::thread::spawn(move || other.acquire().1);
+        std::thread::sleep(Duration::from_millis(100));
+        drop(permit);
+        assert!(waiter.join().unwrap() >= Duration::from_millis(80));
+    }
+}

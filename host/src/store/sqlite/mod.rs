@@ -1,0 +1,153 @@
+//! The SQLite backend: one database file, a pool of connections (r2d2), the
+//! schema from `host/migrations/sqlite` (shared with the Node host, so either
+//! host can read what the other wrote), and run locks as OS file locks.
+
+mod checkpoints;
+mod migrations;
+mod records;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use checkpoints::SqliteCheckpoints;
+pub use records::SqliteRecords;
+
+use super::{CheckpointStore, Database, OpenMode, RecordStore, RunLease, StoreError};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(error: r2d2::Error) -> Self {
+        StoreError::Backend(format!("no database connection: {error}"))
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Opens connections with the settings every user of the file needs.
+#[derive(Debug)]
+struct Manager {
+    path: PathBuf,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = rusqlite::Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
+        let connection = rusqlite::Connection::open(&self.path)?;
+        configure(&connection)?;
+        Ok(connection)
+    }
+
+    fn is_valid(&self, connection: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+        connection.execute_batch("SELECT 1")
+    }
+
+    fn has_broken(&self, _: &mut rusqlite::Connection) -> bool {
+        false
+    }
+}
+
+/// WAL lets readers (the API) go on while a run writes; NORMAL keeps commit
+/// order on a crash; the busy timeout lets concurrent writers queue.
+fn configure(connection: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// A SQLite database file with its pool.
+pub struct SqliteDatabase {
+    path: PathBuf,
+    pool: r2d2::Pool<Manager>,
+}
+
+impl SqliteDatabase {
+    /// Opens `path`, applying the schema's migrations.
+    pub fn open(path: &Path, mode: OpenMode) -> Result<Self, StoreError> {
+        if mode == OpenMode::MustExist && !path.exists() {
+            return Err(StoreError::Backend(format!(
+                "{} does not exist; `sync-host run --db {}` creates it",
+                path.display(),
+                path.display()
+            )));
+        }
+        let manager = Manager { path: path.to_owned() };
+        let mut first = r2d2::ManageConnection::connect(&manager)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        migrations::apply(&mut first).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        Ok(SqliteDatabase { path: path.to_owned(), pool })
+    }
+
+    fn connection(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// The directory of run locks: beside the database file.
+    fn lock_path(&self, connection: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(connection.as_bytes());
+        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let mut dir = self.path.clone().into_os_string();
+        dir.push(".locks");
+        PathBuf::from(dir).join(format!("{name}.lock"))
+    }
+}
+
+impl Database for SqliteDatabase {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn records(&self) -> Result<Box<dyn RecordStore>, StoreError> {
+        Ok(Box::new(SqliteRecords::new(self.connection()?)))
+    }
+
+    fn checkpoints(&self) -> Result<Box<dyn CheckpointStore>, StoreError> {
+        Ok(Box::new(SqliteCheckpoints::new(self.connection()?)))
+    }
+
+    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError> {
+        let path = self.lock_path(connection);
+        let dir = path.parent().expect("a lock file has a directory");
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create the lock directory {}: {e}", dir.display())))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::Backend(format!("cannot open the lock file {}: {e}", path.display())))?;
+        // An OS lock (flock) belongs to the open file: it is released when the
+        // holder drops it or dies, however it dies.
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(FileLease { _file: file }))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(StoreError::Backend(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+}
+
+struct FileLease {
+    _file: std::fs::File,
+}
+
+impl RunLease for FileLease {}
