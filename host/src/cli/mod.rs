@@ -126,7 +126,7 @@ impl LimitArgs {
     }
 
     fn quota(&self) -> Option<Quota> {
-        self.requests_per_minute.map(|requests_per_minute| Quota { requests_per_minute, max_concurrent: 0 })
+        self.requests_per_minute.map(|requests| Quota::per_minute(requests, 0))
     }
 }
 

@@ -1,10 +1,11 @@
 //! Keeping under a provider's quota for one connection: at most N requests a
-//! minute and M in flight, shared by everything the host does for the
-//! connection in this process (one connection runs in one process at a time).
+//! minute (in general, per window) and M in flight, shared by everything the
+//! host does for the connection in this process (one connection runs in one
+//! process at a time).
 //!
 //! The rate is a GCRA (governor) with a burst of a tenth of the quota and a
-//! steady rate of the rest, so that no 60-second window ever holds more than
-//! the quota: burst + steady × 60 s = quota.
+//! steady rate of the rest, so that no window ever holds more than the quota:
+//! burst + steady × window = quota.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
@@ -16,8 +17,18 @@ use std::time::Duration;
 /// A provider's quota per connection; zero means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Quota {
-    pub requests_per_minute: u32,
+    /// Requests allowed in any `window`.
+    pub requests: u32,
+    pub window: Duration,
+    /// Requests in flight at once.
     pub max_concurrent: u32,
+}
+
+impl Quota {
+    /// `requests` a minute and `max_concurrent` at once (0: no limit).
+    pub fn per_minute(requests: u32, max_concurrent: u32) -> Self {
+        Quota { requests, window: Duration::from_secs(60), max_concurrent }
+    }
 }
 
 /// The pacing of one connection.
@@ -44,10 +55,10 @@ impl Drop for Permit<'_> {
 
 impl Pacer {
     pub fn new(quota: Quota) -> Self {
-        let rate = NonZeroU32::new(quota.requests_per_minute).map(|per_minute| {
-            let burst = (per_minute.get() / 10).max(1);
-            let steady = per_minute.get().saturating_sub(burst).max(1);
-            let period = Duration::from_secs(60) / steady;
+        let rate = NonZeroU32::new(quota.requests).filter(|_| !quota.window.is_zero()).map(|requests| {
+            let burst = (requests.get() / 10).max(1);
+            let steady = requests.get().saturating_sub(burst).max(1);
+            let period = quota.window / steady;
             let limit = governor::Quota::with_period(period)
                 .expect("a positive period")
                 .allow_burst(NonZeroU32::new(burst).expect("burst >= 1"));
@@ -109,7 +120,7 @@ mod tests {
     #[test]
     fn no_window_holds_more_than_the_quota() {
         // 120 a minute: a burst of 12 at once, then one every 60 s / 108.
-        let pacer = Pacer::new(Quota { requests_per_minute: 120, max_concurrent: 0 });
+        let pacer = Pacer::new(Quota::per_minute(120, 0));
         let rate = pacer.rate.as_ref().unwrap();
         for n in 0..12 {
             assert!(rate.check().is_ok(), "request {n} of the burst");
@@ -126,7 +137,7 @@ mod tests {
 
     #[test]
     fn concurrency_is_capped() {
-        let pacer = Arc::new(Pacer::new(Quota { requests_per_minute: 0, max_concurrent: 1 }));
+        let pacer = Arc::new(Pacer::new(Quota::per_minute(0, 1)));
         let (permit, _) = pacer.acquire();
         let other = pacer.clone();
         let waiter = std::thread::spawn(move || other.acquire().1);

@@ -63,7 +63,7 @@ pub struct ProviderLimits {
 
 impl ProviderLimits {
     pub fn quota(&self) -> Quota {
-        Quota { requests_per_minute: self.requests_per_minute, max_concurrent: self.max_concurrent }
+        Quota::per_minute(self.requests_per_minute, self.max_concurrent)
     }
 
     pub fn throttle_wait(&self) -> Duration {

@@ -7,6 +7,8 @@
 //! cheap and come from a [`Database`], which pools connections.
 
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use serde::Serialize;
 use std::path::Path;

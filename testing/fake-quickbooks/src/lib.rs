@@ -217,9 +217,10 @@ struct Inner {
     quota: Mutex<Option<Quota>>,
 }
 
-/// A per-minute request quota, enforced on a sliding window of wall time.
+/// A request quota, enforced on a sliding window of wall time.
 struct Quota {
-    per_minute: usize,
+    requests: usize,
+    window: std::time::Duration,
     recent: std::collections::VecDeque<std::time::Instant>,
 }
 
@@ -364,8 +365,16 @@ impl FakeQbo {
     /// 60 seconds of wall time are answered as QBO throttles (429, XML, no
     /// `Retry-After`). `None` lifts it.
     pub fn set_quota(&self, per_minute: Option<usize>) {
-        *lock(&self.inner.quota) =
-            per_minute.map(|per_minute| Quota { per_minute, recent: std::collections::VecDeque::new() });
+        match per_minute {
+            Some(requests) => self.set_quota_per(requests, std::time::Duration::from_secs(60)),
+            None => *lock(&self.inner.quota) = None,
+        }
+    }
+
+    /// Like [`FakeQbo::set_quota`] with any window: at most `requests` in any
+    /// `window` (tests scale a minute down to seconds).
+    pub fn set_quota_per(&self, requests: usize, window: std::time::Duration) {
+        *lock(&self.inner.quota) = Some(Quota { requests, window, recent: std::collections::VecDeque::new() });
     }
 
     /// Whether a request arriving now is over the quota (and counts it if not).
@@ -373,10 +382,10 @@ impl FakeQbo {
         let mut quota = lock(&self.inner.quota);
         let Some(quota) = quota.as_mut() else { return false };
         let now = std::time::Instant::now();
-        while quota.recent.front().is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60)) {
+        while quota.recent.front().is_some_and(|t| now.duration_since(*t) >= quota.window) {
             quota.recent.pop_front();
         }
-        if quota.recent.len() >= quota.per_minute {
+        if quota.recent.len() >= quota.requests {
             return true;
         }
         quota.recent.push_back(now);

@@ -151,3 +151,36 @@ struct FileLease {
 }
 
 impl RunLease for FileLease {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh database file in a directory removed when the test ends.
+    struct Fresh {
+        db: SqliteDatabase,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for Fresh {
+        type Target = SqliteDatabase;
+        fn deref(&self) -> &SqliteDatabase {
+            &self.db
+        }
+    }
+
+    fn fresh() -> Fresh {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDatabase::open(&dir.path().join("store.sqlite"), OpenMode::Create).unwrap();
+        Fresh { db, _dir: dir }
+    }
+
+    crate::store_suite!(fresh());
+
+    #[test]
+    fn a_missing_file_is_refused_when_it_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = SqliteDatabase::open(&dir.path().join("typo.sqlite"), OpenMode::MustExist).err().unwrap();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+    }
+}

@@ -72,12 +72,29 @@ fn soft_delete(tx: &Transaction<'_>, scope: &mut ScopeRow, ids: &[String]) -> Re
     Ok(deleted)
 }
 
-/// The listing must be the open one.
-fn check_open(scope: &Scope, row: &ScopeRow, listing: u64) -> Result<(), StoreError> {
-    if row.open_listing == Some(listing as i64) {
-        Ok(())
-    } else {
-        Err(StoreError::NoListing { model: scope.model.clone(), listing, open: row.open_listing.map(|l| l as u64) })
+/// The scope's row, which must have `listing` open (a scope never written has
+/// no listing, and is not created by asking).
+fn open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> Result<ScopeRow, StoreError> {
+    let row = tx
+        .query_row(
+            "SELECT id, clock_us, open_listing FROM scopes WHERE connection = ?1 AND model = ?2",
+            params![scope.connection, scope.model],
+            |row| {
+                Ok(ScopeRow {
+                    id: row.get(0)?,
+                    clock: Clock { last_us: row.get(1)? },
+                    open_listing: row.get(2)?,
+                })
+            },
+        )
+        .optional()?;
+    match row {
+        Some(row) if row.open_listing == Some(listing as i64) => Ok(row),
+        other => Err(StoreError::NoListing {
+            model: scope.model.clone(),
+            listing,
+            open: other.and_then(|r| r.open_listing).map(|l| l as u64),
+        }),
     }
 }
 
@@ -165,8 +182,7 @@ impl RecordStore for SqliteRecords {
 
     fn keep(&mut self, scope: &Scope, listing: u64, ids: &[String]) -> Result<(), StoreError> {
         let tx = self.connection.transaction()?;
-        let row = scope_row(&tx, scope)?;
-        check_open(scope, &row, listing)?;
+        let row = open_scope(&tx, scope, listing)?;
         {
             let mut seen = tx.prepare_cached(
                 "UPDATE records SET listing = ?3 WHERE scope = ?1 AND id = ?2 AND deleted_at IS NULL",
@@ -181,8 +197,7 @@ impl RecordStore for SqliteRecords {
 
     fn end_listing(&mut self, scope: &Scope, listing: u64) -> Result<BatchOutcome, StoreError> {
         let tx = self.connection.transaction()?;
-        let mut row = scope_row(&tx, scope)?;
-        check_open(scope, &row, listing)?;
+        let mut row = open_scope(&tx, scope, listing)?;
         let unseen: Vec<String> = {
             let mut statement = tx.prepare(
                 "SELECT id FROM records WHERE scope = ?1 AND deleted_at IS NULL AND (listing IS NULL OR listing <> ?2)
