@@ -103,16 +103,17 @@ impl Runner {
             self.pacers.get(&spec.connection, quota),
             metadata.limits.throttle_wait(),
         )?;
+        let stores = self.db.run_stores().map_err(store_error)?;
         let capabilities = Capabilities {
             proxy: ProxyCtx::new(client, spec.limits.proxy),
             records: RecordsCtx::new(
-                self.db.records().map_err(store_error)?,
+                stores.records,
                 &spec.connection,
                 metadata.model_names(),
                 spec.limits.records,
                 progress,
             ),
-            checkpoint: CheckpointCtx::new(self.db.checkpoints().map_err(store_error)?, &spec.connection, &metadata.name),
+            checkpoint: CheckpointCtx::new(stores.checkpoints, &spec.connection, &metadata.name),
             config: ConfigCtx::new(spec.config.clone()),
             logging: LoggingCtx::new(&spec.connection, &run_id),
         };

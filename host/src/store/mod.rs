@@ -166,6 +166,12 @@ pub trait CheckpointStore: Send {
     fn save(&mut self, connection: &str, sync: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// The stores one run writes to.
+pub struct RunStores {
+    pub records: Box<dyn RecordStore>,
+    pub checkpoints: Box<dyn CheckpointStore>,
+}
+
 /// Held while a run of a connection goes on; dropping it lets another run in.
 /// The lock dies with its process, so a run killed with `kill -9` never
 /// blocks the next one.
@@ -178,6 +184,8 @@ pub trait Database: Send + Sync {
     fn describe(&self) -> String;
     fn records(&self) -> Result<Box<dyn RecordStore>, StoreError>;
     fn checkpoints(&self) -> Result<Box<dyn CheckpointStore>, StoreError>;
+    /// The stores of one run, which a backend may put on one connection.
+    fn run_stores(&self) -> Result<RunStores, StoreError>;
     /// Takes the run lock of `connection`, or `None` if another run holds it
     /// (in this process or another).
     fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError>;

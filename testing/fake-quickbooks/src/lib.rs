@@ -331,6 +331,14 @@ impl FakeQbo {
         self.store().get(id).map(|c| Value::Object(c.body()))
     }
 
+    /// The Ids of every customer not deleted outright, sorted by numeric Id
+    /// (cheap: nothing is parsed).
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.store().in_internal_order().map(|c| c.id.clone()).collect();
+        ids.sort_by_key(|id| store::id_sort_key(id));
+        ids
+    }
+
     /// How many customers the company has (not counting ones deleted outright).
     pub fn len(&self) -> usize {
         self.store().len()

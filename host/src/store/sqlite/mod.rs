@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use checkpoints::SqliteCheckpoints;
 pub use records::SqliteRecords;
 
-use super::{CheckpointStore, Database, OpenMode, RecordStore, RunLease, StoreError};
+use super::{CheckpointStore, Database, OpenMode, RecordStore, RunLease, RunStores, StoreError};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -57,12 +57,33 @@ impl r2d2::ManageConnection for Manager {
 }
 
 /// WAL lets readers (the API) go on while a run writes; NORMAL keeps commit
-/// order on a crash; the busy timeout lets concurrent writers queue.
+/// order on a crash; the busy timeout lets concurrent writers queue. A page
+/// cache of 64 MiB keeps the indexes of a million records in memory (the
+/// default, 2 MiB, makes each insert into a large store read pages back).
 fn configure(connection: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "cache_size", -65536)?;
     connection.busy_timeout(Duration::from_secs(10))?;
     Ok(())
+}
+
+/// One pooled connection used by several stores of one run. A run writes
+/// records and checkpoints in turn; on two connections, each write would
+/// make the other connection drop its whole page cache (WAL mode detects the
+/// change and starts over), which on a large store means reading the indexes
+/// back from disk for every batch.
+#[derive(Clone)]
+pub(super) struct Shared(std::sync::Arc<std::sync::Mutex<r2d2::PooledConnection<Manager>>>);
+
+impl Shared {
+    fn new(connection: r2d2::PooledConnection<Manager>) -> Self {
+        Shared(std::sync::Arc::new(std::sync::Mutex::new(connection)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, r2d2::PooledConnection<Manager>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// A SQLite database file with its pool.
@@ -99,13 +120,14 @@ impl SqliteDatabase {
         Ok(self.pool.get()?)
     }
 
-    /// The directory of run locks: beside the database file.
+    /// The directory of run locks, beside the database file as SQLite keeps
+    /// its `-wal` and `-shm` files: one empty file per connection ever run.
     fn lock_path(&self, connection: &str) -> PathBuf {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(connection.as_bytes());
         let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         let mut dir = self.path.clone().into_os_string();
-        dir.push(".locks");
+        dir.push("-locks");
         PathBuf::from(dir).join(format!("{name}.lock"))
     }
 }
@@ -116,11 +138,19 @@ impl Database for SqliteDatabase {
     }
 
     fn records(&self) -> Result<Box<dyn RecordStore>, StoreError> {
-        Ok(Box::new(SqliteRecords::new(self.connection()?)))
+        Ok(Box::new(SqliteRecords::new(Shared::new(self.connection()?))))
     }
 
     fn checkpoints(&self) -> Result<Box<dyn CheckpointStore>, StoreError> {
-        Ok(Box::new(SqliteCheckpoints::new(self.connection()?)))
+        Ok(Box::new(SqliteCheckpoints::new(Shared::new(self.connection()?))))
+    }
+
+    fn run_stores(&self) -> Result<RunStores, StoreError> {
+        let shared = Shared::new(self.connection()?);
+        Ok(RunStores {
+            records: Box::new(SqliteRecords::new(shared.clone())),
+            checkpoints: Box::new(SqliteCheckpoints::new(shared)),
+        })
     }
 
     fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError> {

@@ -5,18 +5,19 @@
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::{now_us, Manager};
+use super::{now_us, Shared};
 use crate::store::{
     BatchOutcome, LastAction, ListPage, ListQuery, RecordStore, Scope, StoreError, StoredRecord, ValidRecord,
 };
 
-/// The records store over one pooled connection.
+/// The records store over one pooled connection (shared with the run's
+/// checkpoints, see [`Shared`]).
 pub struct SqliteRecords {
-    connection: r2d2::PooledConnection<Manager>,
+    connection: Shared,
 }
 
 impl SqliteRecords {
-    pub(super) fn new(connection: r2d2::PooledConnection<Manager>) -> Self {
+    pub(super) fn new(connection: Shared) -> Self {
         SqliteRecords { connection }
     }
 }
@@ -100,7 +101,8 @@ fn open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> Result<Scope
 
 impl RecordStore for SqliteRecords {
     fn save(&mut self, scope: &Scope, records: &[ValidRecord]) -> Result<BatchOutcome, StoreError> {
-        let tx = self.connection.transaction()?;
+        let mut connection = self.connection.lock();
+        let tx = connection.transaction()?;
         let mut row = scope_row(&tx, scope)?;
         let mut outcome = BatchOutcome::default();
         {
@@ -147,7 +149,8 @@ impl RecordStore for SqliteRecords {
     }
 
     fn delete(&mut self, scope: &Scope, ids: &[String]) -> Result<BatchOutcome, StoreError> {
-        let tx = self.connection.transaction()?;
+        let mut connection = self.connection.lock();
+        let tx = connection.transaction()?;
         let mut row = scope_row(&tx, scope)?;
         let deleted = soft_delete(&tx, &mut row, ids)?;
         save_clock(&tx, &row)?;
@@ -156,7 +159,8 @@ impl RecordStore for SqliteRecords {
     }
 
     fn begin_listing(&mut self, scope: &Scope) -> Result<u64, StoreError> {
-        let tx = self.connection.transaction()?;
+        let mut connection = self.connection.lock();
+        let tx = connection.transaction()?;
         let row = scope_row(&tx, scope)?;
         let listing: i64 = tx.query_row(
             "UPDATE scopes SET last_listing = last_listing + 1, open_listing = last_listing + 1 WHERE id = ?1
@@ -171,6 +175,7 @@ impl RecordStore for SqliteRecords {
     fn current_listing(&mut self, scope: &Scope) -> Result<Option<u64>, StoreError> {
         let open: Option<Option<i64>> = self
             .connection
+            .lock()
             .query_row(
                 "SELECT open_listing FROM scopes WHERE connection = ?1 AND model = ?2",
                 params![scope.connection, scope.model],
@@ -181,7 +186,8 @@ impl RecordStore for SqliteRecords {
     }
 
     fn keep(&mut self, scope: &Scope, listing: u64, ids: &[String]) -> Result<(), StoreError> {
-        let tx = self.connection.transaction()?;
+        let mut connection = self.connection.lock();
+        let tx = connection.transaction()?;
         let row = open_scope(&tx, scope, listing)?;
         {
             let mut seen = tx.prepare_cached(
@@ -196,7 +202,8 @@ impl RecordStore for SqliteRecords {
     }
 
     fn end_listing(&mut self, scope: &Scope, listing: u64) -> Result<BatchOutcome, StoreError> {
-        let tx = self.connection.transaction()?;
+        let mut connection = self.connection.lock();
+        let tx = connection.transaction()?;
         let mut row = open_scope(&tx, scope, listing)?;
         let unseen: Vec<String> = {
             let mut statement = tx.prepare(
@@ -214,7 +221,7 @@ impl RecordStore for SqliteRecords {
     }
 
     fn abandon_listing(&mut self, scope: &Scope, listing: u64) -> Result<(), StoreError> {
-        self.connection.execute(
+        self.connection.lock().execute(
             "UPDATE scopes SET open_listing = NULL WHERE connection = ?1 AND model = ?2 AND open_listing = ?3",
             params![scope.connection, scope.model, listing as i64],
         )?;
@@ -222,8 +229,8 @@ impl RecordStore for SqliteRecords {
     }
 
     fn list(&mut self, scope: &Scope, query: &ListQuery) -> Result<ListPage, StoreError> {
-        let scope_id: Option<i64> = self
-            .connection
+        let connection = self.connection.lock();
+        let scope_id: Option<i64> = connection
             .query_row(
                 "SELECT id FROM scopes WHERE connection = ?1 AND model = ?2",
                 params![scope.connection, scope.model],
@@ -246,7 +253,7 @@ impl RecordStore for SqliteRecords {
             sql.push_str(&format!(" AND last_action IN ({})", list.join(", ")));
         }
         sql.push_str(" ORDER BY last_modified_at, id LIMIT ?5");
-        let mut statement = self.connection.prepare_cached(&sql)?;
+        let mut statement = connection.prepare_cached(&sql)?;
         let fetch = i64::from(query.limit) + 1;
         let rows = statement.query_map(
             params![scope_id, after_us, after_id, query.modified_after_us.unwrap_or(i64::MIN), fetch],
@@ -274,7 +281,7 @@ impl RecordStore for SqliteRecords {
     }
 
     fn connection_exists(&mut self, connection: &str) -> Result<bool, StoreError> {
-        Ok(self.connection.query_row(
+        Ok(self.connection.lock().query_row(
             "SELECT EXISTS (SELECT 1 FROM scopes WHERE connection = ?1)
                  OR EXISTS (SELECT 1 FROM checkpoints WHERE connection = ?1)",
             params![connection],
