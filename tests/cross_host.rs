@@ -8,33 +8,11 @@ use chrono::Duration;
 use e2e_tests::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Records by id: the payload and whether it is (soft-)deleted.
 type Records = BTreeMap<String, (Value, bool)>;
-
-fn node_dir() -> PathBuf {
-    workspace().join("host/node")
-}
-
-/// Fails with a clear message when Node.js is missing, and installs the Node
-/// host's locked dependencies on first use.
-fn node_ready() {
-    let version = Command::new("node").arg("--version").output();
-    match version {
-        Ok(out) if out.status.success() => {}
-        _ => panic!("the cross-host test needs Node.js >= 20 on PATH (`node --version` failed); install it and rerun"),
-    }
-    if !node_dir().join("node_modules").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--quiet", "--no-audit", "--no-fund"])
-            .current_dir(node_dir())
-            .status()
-            .expect("npm runs (it comes with Node.js)");
-        assert!(status.success(), "`npm ci` in host/node failed");
-    }
-}
 
 /// `sha256sum` of a file, as lower-case hex.
 fn sha256_file(path: &Path) -> String {

@@ -35,6 +35,7 @@ impl Platform for NativePlatform {
                 retry: true,
             },
             64 << 20,
+            None,
         );
         let response = response.map_err(|e| e.to_string())?;
         Ok(HttpResponse { status: response.status, body: response.body, attempts: response.attempts })

@@ -1,5 +1,5 @@
 //! The Customer model and its mapping from a QuickBooks `Customer` object
-//! (SPEC §3.3). Every field is always present in the output: `null`, never missing.
+//! (docs/quickbooks.md, "The Customer model"). Every field is always present in the output: `null`, never missing.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Keyset paging over `MetaData.LastUpdatedTime` (SPEC §3.2).
+//! Keyset paging over `MetaData.LastUpdatedTime` (docs/sync.md, "Keyset paging").
 //!
 //! QuickBooks only offers offset paging (`STARTPOSITION`), and offsets over a
 //! set that changes while we page skip records. So every query starts at a

@@ -1,5 +1,5 @@
 //! The QuickBooks Online API as this sync uses it: the requests it sends and
-//! how it reads answers and faults (SPEC §3.1). No I/O here.
+//! how it reads answers and faults (docs/quickbooks.md). No I/O here.
 
 use serde::Deserialize;
 use std::fmt;

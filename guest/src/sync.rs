@@ -276,10 +276,13 @@ impl<P: Platform> Run<'_, P> {
                     Level::Info,
                     &format!("listing {listing} complete: {deleted} customers no longer in QuickBooks deleted"),
                 );
-                pass.last_full_pass = pass.pass_started.clone();
+                // Without QuickBooks' clock, the newest LastUpdatedTime read
+                // is the best bound left on when the listing began.
+                pass.last_full_pass = pass.pass_started.clone().or_else(|| pass.position.since.clone());
             }
-            // Someone else closed it: nothing was deleted, and the next run,
-            // with no completed full pass on record, lists everything again.
+            // Someone else closed it: nothing was deleted, and the record of
+            // the last completed full pass stays as it was, so the listing is
+            // due again when that one is old enough.
             Err(ListingError::NotOpen(message)) => {
                 self.platform.log(Level::Warn, &format!("listing {listing} was not ended: {message}"));
             }

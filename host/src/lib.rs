@@ -10,6 +10,7 @@
 //! - `runtime`: wasmtime, linking the capabilities into a component and
 //!   running it under limits;
 //! - `runs`: one run of a connection, as every caller starts it;
+//! - `service`: running unattended: the scheduler;
 //! - `api`: the HTTP API over the store;
 //! - `cli`: the command line.
 
@@ -20,4 +21,5 @@ pub mod cli;
 pub mod provider;
 pub mod runs;
 pub mod runtime;
+pub mod service;
 pub mod store;

@@ -57,6 +57,41 @@ pub fn guest_wasm() -> &'static Path {
     })
 }
 
+/// The conformance component (`testing/conformance`), built like the guest.
+pub fn conformance_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        cargo_build(&["--target", "wasm32-wasip2", "-p", "conformance-component"]);
+        workspace().join("target/wasm32-wasip2/release/conformance_component.wasm")
+    })
+}
+
+/// The Node host's folder.
+pub fn node_dir() -> PathBuf {
+    workspace().join("host/node")
+}
+
+/// Fails with a clear message when Node.js is missing, and installs the Node
+/// host's locked dependencies on first use.
+pub fn node_ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let version = Command::new("node").arg("--version").output();
+        match version {
+            Ok(out) if out.status.success() => {}
+            _ => panic!("the Node host's tests need Node.js >= 20 on PATH (`node --version` failed); install it and rerun"),
+        }
+        if !node_dir().join("node_modules").exists() {
+            let status = Command::new("npm")
+                .args(["ci", "--quiet", "--no-audit", "--no-fund"])
+                .current_dir(node_dir())
+                .status()
+                .expect("npm runs (it comes with Node.js)");
+            assert!(status.success(), "`npm ci` in host/node failed");
+        }
+    });
+}
+
 /// The `sync-host` binary, for tests of the command line itself.
 pub fn host_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -88,8 +123,9 @@ pub fn quick_retries() -> sync_host::provider::RetryPolicy {
 pub struct Harness {
     pub fake: FakeQbo,
     pub base_url: String,
-    _server: fake_qbo::RunningFake,
-    dir: tempfile::TempDir,
+    _server: Option<fake_qbo::RunningFake>,
+    _dir: Option<tempfile::TempDir>,
+    db_path: PathBuf,
     pub connection: String,
 }
 
@@ -97,17 +133,19 @@ impl Harness {
     /// Starts `fake` on loopback with a fresh database.
     pub fn new(fake: FakeQbo) -> Self {
         let server = fake.start().expect("fake QuickBooks starts");
+        let dir = tempfile::tempdir().expect("temp dir");
         Harness {
             base_url: server.base_url(),
             fake,
-            _server: server,
-            dir: tempfile::tempdir().expect("temp dir"),
+            _server: Some(server),
+            db_path: dir.path().join("records.sqlite"),
+            _dir: Some(dir),
             connection: "default".into(),
         }
     }
 
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("records.sqlite")
+        self.db_path.clone()
     }
 
     /// The test's database, opened (and created) as the host opens it.
@@ -194,11 +232,71 @@ impl Harness {
         }
     }
 
+    /// The same company and database, seen as connection `id`.
+    pub fn connection_as(&self, id: &str) -> HarnessView<'_> {
+        HarnessView { harness: self, connection: id.to_owned() }
+    }
+
     /// The checkpoint the component saved, parsed.
     pub fn checkpoint(&self) -> Option<Value> {
         let mut store = self.database().checkpoints().unwrap();
         store.get(&self.connection, "customers").unwrap().map(|t| serde_json::from_str(&t).unwrap())
     }
+}
+
+/// A [`Harness`] looked at through another connection id.
+pub struct HarnessView<'a> {
+    harness: &'a Harness,
+    connection: String,
+}
+
+impl HarnessView<'_> {
+    fn with<T>(&self, f: impl FnOnce(&Harness) -> T) -> T {
+        let view = Harness {
+            fake: self.harness.fake.clone(),
+            base_url: self.harness.base_url.clone(),
+            _server: None,
+            _dir: None,
+            db_path: self.harness.db(),
+            connection: self.connection.clone(),
+        };
+        f(&view)
+    }
+
+    pub fn assert_store_matches_upstream(&self) {
+        self.with(|h| h.assert_store_matches_upstream())
+    }
+
+    pub fn api_records(&self, query: &str) -> Vec<Value> {
+        self.with(|h| h.api_records(query))
+    }
+
+    pub fn live_customers(&self) -> std::collections::BTreeMap<String, Value> {
+        self.with(|h| h.live_customers())
+    }
+
+    pub fn checkpoint(&self) -> Option<Value> {
+        self.with(|h| h.checkpoint())
+    }
+}
+
+/// Validates a response body against the OpenAPI document's `response`
+/// (following a `$ref` to `components/responses`).
+pub fn assert_openapi_response(document: &Value, response: &Value, body: &Value) {
+    let response = match response.get("$ref") {
+        Some(reference) => {
+            let name = reference.as_str().unwrap().rsplit('/').next().unwrap();
+            &document["components"]["responses"][name]
+        }
+        None => response,
+    };
+    assert!(response.is_object(), "the document describes no such response for {body}");
+    let mut schema = response["content"]["application/json"]["schema"].clone();
+    schema["components"] = document["components"].clone();
+    let validator =
+        jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "the answer does not match the document: {errors:?}\n{body}");
 }
 
 /// Ids in the order QuickBooks pages them: by LastUpdatedTime, ties in table order.
@@ -331,6 +429,9 @@ pub fn sync_host_cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(boo
     let output = Command::new(host_binary())
         .args(args)
         .env_remove("QBO_ACCESS_TOKEN")
+        .env_remove("QBO_CLIENT_ID")
+        .env_remove("QBO_CLIENT_SECRET")
+        .env_remove("QBO_REFRESH_TOKEN")
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())
         .output()
@@ -342,35 +443,74 @@ pub fn sync_host_cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(boo
     ))
 }
 
-/// `sync-host serve` as a child process on a free loopback port; killed on drop.
+/// `sync-host serve` as a child process on a free loopback port; killed on
+/// drop. Everything it prints on stderr is kept, to look for secrets.
 pub struct ServeProcess {
     child: std::process::Child,
     pub api: ApiClient,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServeProcess {
     pub fn start(db: &Path, api_key: Option<&str>) -> Self {
-        use std::io::BufRead as _;
-        let mut command = Command::new(host_binary());
-        command
-            .args(["serve", "--db", db.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .env_remove("SYNC_HOST_API_KEY")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+        let mut args = Vec::new();
         if let Some(key) = api_key {
-            command.args(["--api-key", key]);
+            args.extend(["--api-key", key]);
         }
-        let mut child = command.spawn().expect("sync-host serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(stderr).read_line(&mut line).unwrap();
-        let base_url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("serve printed no address: {line}"))
-            .trim_end_matches("/customers")
-            .to_owned();
-        ServeProcess { child, api: ApiClient { base_url } }
+        Self::start_with(db, &args, &[])
+    }
+
+    /// `serve --db <db> --listen 127.0.0.1:0 --component <guest> <args>`.
+    pub fn start_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(host_binary())
+            .args(["serve", "--db", db.to_str().unwrap(), "--listen", "127.0.0.1:0", "--component"])
+            .arg(guest_wasm())
+            .args(args)
+            .env_remove("SYNC_HOST_API_KEY")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sync-host serve starts");
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let kept = lines.clone();
+        let reader = std::thread::spawn(move || {
+            let mut address_tx = Some(address_tx);
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(address) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+                    if let Some(tx) = address_tx.take() {
+                        let _ = tx.send(address.to_owned());
+                    }
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let base_url = address_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("serve printed no address: {:?}", lines.lock().unwrap()));
+        ServeProcess { child, api: ApiClient { base_url }, stderr: lines, reader: Some(reader) }
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it
+    /// exited successfully and everything it printed.
+    pub fn terminate(mut self) -> (bool, String) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -TERM");
+        let exited = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (exited.success(), self.stderr())
     }
 }
 
@@ -378,6 +518,28 @@ impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `sync-host connections add <id> --db <db> --base-url <fake> --realm-id
+/// <realm>` plus `args` (credentials, `--every`, …).
+pub fn add_connection(db: &Path, id: &str, base_url: &str, args: &[&str]) {
+    let wasm = guest_wasm().to_str().unwrap().to_owned();
+    let mut all = vec![
+        "connections", "add", id, "--db", db.to_str().unwrap(), "--base-url", base_url, "--realm-id", REALM,
+        "--component", &wasm,
+    ];
+    all.extend_from_slice(args);
+    let (ok, stdout, stderr) = sync_host_cli(&all, &[]).unwrap();
+    assert!(ok, "connections add failed: {stdout}{stderr}");
+}
+
+/// Polls `check` every 50 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -402,5 +564,21 @@ impl ApiClient {
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
         self.request("GET", path, headers)
+    }
+
+    /// Sends a request with a JSON body.
+    pub fn send_json(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base_url, path))
+            .header("Content-Type", "application/json");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let mut response = agent.run(builder.body(body.to_string().into_bytes()).unwrap()).expect("request reaches the api");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }

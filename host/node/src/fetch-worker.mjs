@@ -62,6 +62,10 @@ function classify(error, timeoutMs) {
   }
   // undici says "fetch failed" and puts the useful part (ECONNREFUSED, ...) in `cause`.
   const cause = error?.cause;
-  const detail = [cause?.code ?? error?.code, cause?.message ?? error?.message].filter(Boolean).join(': ');
-  return { kind: 'connection-failed', message: detail || String(error) };
+  const code = cause?.code ?? error?.code;
+  const detail = [code, cause?.message ?? error?.message].filter(Boolean).join(': ');
+  // A request that cannot be sent as given fails the same way every time:
+  // never retried (the header checks let nothing like that through).
+  const invalid = code === 'UND_ERR_INVALID_ARG' || (error instanceof TypeError && !cause);
+  return { kind: 'connection-failed', message: detail || String(error), invalid };
 }

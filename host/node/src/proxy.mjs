@@ -7,7 +7,7 @@
  *
  * - Retries (429, 5xx, timeouts, connection failures; only for requests with
  *   `retry`) happen within a time budget per request. The wait before a retry
- *   is `Retry-After` on a 429 or 503; after a 429 without it, the component's
+ *   is `Retry-After` on a 429 or any 5xx; after a 429 without it, the component's
  *   `limits.throttle-wait-secs`, doubled for each further 429 in a row;
  *   otherwise exponential backoff with jitter. Every wait is capped, and a
  *   retry whose wait would end past the budget is not made: the last answer
@@ -63,11 +63,14 @@ export function headerProblem(headers) {
   for (const [name, value] of headers) {
     // Shown JSON-escaped, so a CR or LF in the name cannot break the log line.
     const shown = JSON.stringify(name).slice(1, -1);
-    // eslint-disable-next-line no-control-regex
-    if (/[\r\n\u0000]/.test(name)) return `the name of header \`${shown}\` contains CR, LF or NUL`;
-    // eslint-disable-next-line no-control-regex
-    if (/[\r\n\u0000]/.test(value)) return `the value of header \`${shown}\` contains CR, LF or NUL`;
     if (FORBIDDEN_HEADERS.has(name.toLowerCase())) return `\`${shown}\` is set by the host`;
+    // An HTTP token (RFC 9110), as the Rust host requires.
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) return `\`${shown}\` is not a valid header name`;
+    // Control characters but tab: CR and LF could smuggle another header.
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value)) {
+      return `the value of \`${shown}\` contains a control character (CR, LF, NUL, …)`;
+    }
   }
   return null;
 }
@@ -109,7 +112,7 @@ export function backoffMs(attempt, baseMs, random = Math.random) {
  */
 export function retryWaitMs({ status, headers = [], attempt, throttled, throttleWaitSecs, baseMs, maxWaitMs, random }) {
   let wait = null;
-  if (status === 429 || status === 503) wait = retryAfterMs(headers);
+  if (status === 429 || status >= 500) wait = retryAfterMs(headers);
   // No `Retry-After` on a 429: as the component advised, doubling while throttled.
   // (Zero means the component knows no advice: backoff then.)
   if (wait === null && status === 429 && throttleWaitSecs > 0) wait = throttleWaitSecs * 1000 * 2 ** Math.min(throttled - 1, 30);
@@ -192,7 +195,7 @@ export function createProxy({ baseUrl, token, policy = {}, limits, log, paceWind
     });
     // Over a limit of the host: the run stops (a trap), naming the limit.
     if (!reply.ok && reply.kind === 'limit') throw new Error(reply.message);
-    if (!reply.ok) return { error: new WitError(reply.kind, reply.message) };
+    if (!reply.ok) return { error: new WitError(reply.kind, reply.message), invalid: reply.invalid === true };
     return { response: { status: reply.status, headers: reply.headers, body: new Uint8Array(reply.body) } };
   };
 
@@ -214,13 +217,15 @@ export function createProxy({ baseUrl, token, policy = {}, limits, log, paceWind
       pacer.acquire();
       const outcome = attempt(request, url);
       const status = outcome.response?.status;
-      const retryable = request.retry && (outcome.error ? true : status === 429 || (status >= 500 && status <= 599));
+      const retryable =
+        request.retry && (outcome.error ? !outcome.invalid : status === 429 || (status >= 500 && status <= 599));
       const finish = () => {
         if (outcome.error) throw outcome.error;
         return { ...outcome.response, attempts };
       };
       if (!retryable) return finish();
-      throttled = status === 429 ? throttled + 1 : 0;
+      // Counts 429s without Retry-After in a row, as the Rust host does.
+      throttled = status === 429 && retryAfterMs(outcome.response.headers) === null ? throttled + 1 : 0;
       const wait = retryWaitMs({ status, headers: outcome.response?.headers, attempt: attempts, throttled, throttleWaitSecs, baseMs, maxWaitMs });
       const why = outcome.error ? outcome.error.message : `provider answered ${status}`;
       if (performance.now() + wait > deadline) {

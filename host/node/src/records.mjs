@@ -36,7 +36,11 @@ export function validateBatch(texts) {
   });
 }
 
-/** @param {string[]} ids */
+/**
+ * Checks the ids of a delete batch or a listing's `keep`: none empty, none twice.
+ *
+ * @param {string[]} ids
+ */
 export function validateIds(ids) {
   const seen = new Set();
   ids.forEach((id, index) => {
@@ -104,6 +108,7 @@ export function createRecords(store, context) {
     },
     keep(model, id, ids) {
       checkModel(model);
+      validateIds(ids);
       guarded(() => store.keep(context.connection, model, id, ids));
     },
     end(model, id) {

@@ -2,31 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 
-import {
-  backoffMs, createProxy, encodeQueryPart, headerProblem, Pacer, pathProblem, retryAfterMs, retryWaitMs,
-} from '../src/proxy.mjs';
-
-test('only plain relative paths pass', () => {
-  assert.equal(pathProblem('/v3/company/123/query'), null);
-  for (const bad of [
-    'https://evil.example/v3', 'v3/company', '//evil.example/x', '/v3/../../admin', '/v3/./x', '/v3/%2e%2e/admin',
-    '/v3/%2F/x', '/v3\\..\\x', '/v3/q?x=1', '/v3#frag', '/v3/a b', '/v3/\u0000',
-  ]) {
-    assert.notEqual(pathProblem(bad), null, `${bad} must be refused`);
-  }
-});
-
-test('host-owned headers (any case) and CR, LF or NUL anywhere in a header are refused, naming it', () => {
-  assert.equal(headerProblem([['Accept', 'application/json'], ['X-Request-Id', 'a b']]), null);
-  for (const name of ['Authorization', 'PROXY-AUTHORIZATION', 'Host', 'cookie']) {
-    assert.equal(headerProblem([['Accept', 'x'], [name, 'v']]), `\`${name}\` is set by the host`);
-  }
-  assert.match(headerProblem([['X-A\r\nHost', 'v']]), /^the name of header `X-A\\r\\nHost` contains CR, LF or NUL$/);
-  assert.match(headerProblem([['X-B', 'v\r\nAuthorization: Bearer stolen']]), /^the value of header `X-B` contains CR, LF or NUL$/);
-  assert.match(headerProblem([['X-C', 'v\nw']]), /`X-C`/);
-  assert.match(headerProblem([['X-D', 'v\u0000']]), /`X-D`/);
-  assert.match(headerProblem([['X-E\u0000', 'v']]), /`X-E\\u0000`/);
-});
+import { backoffMs, createProxy, encodeQueryPart, Pacer, retryAfterMs, retryWaitMs } from '../src/proxy.mjs';
 
 test('queries are encoded like the Rust host', () => {
   assert.equal(encodeQueryPart("select * from Customer where x = 'a'"), 'select%20%2A%20from%20Customer%20where%20x%20%3D%20%27a%27');
@@ -45,14 +21,16 @@ test('Retry-After in seconds and dates; backoff doubles with jitter between half
   assert.equal(backoffMs(3, 250, () => 1), 1000);
 });
 
-test('the wait before a retry: Retry-After on 429/503, throttle advice doubling on 429, else backoff; all capped', () => {
+test('the wait before a retry: Retry-After on 429 and any 5xx, throttle advice doubling on 429, else backoff; all capped', () => {
   const base = { attempt: 1, throttled: 0, throttleWaitSecs: 60, baseMs: 250, maxWaitMs: 120_000, random: () => 1 };
   const ra = [['retry-after', '7']];
   assert.equal(retryWaitMs({ ...base, status: 429, headers: ra, throttled: 1 }), 7000);
-  assert.equal(retryWaitMs({ ...base, status: 503, headers: ra }), 7000);
-  // Retry-After on other statuses is not the host's guide: backoff.
-  assert.equal(retryWaitMs({ ...base, status: 500, headers: ra, attempt: 2 }), 500);
-  assert.equal(retryWaitMs({ ...base, status: 502, headers: ra, attempt: 1, random: () => 0 }), 125);
+  for (const status of [500, 502, 503, 504]) {
+    assert.equal(retryWaitMs({ ...base, status, headers: ra, attempt: 3 }), 7000, `Retry-After on a ${status}`);
+  }
+  // A 5xx without Retry-After: backoff, with jitter.
+  assert.equal(retryWaitMs({ ...base, status: 500, attempt: 2 }), 500);
+  assert.equal(retryWaitMs({ ...base, status: 502, attempt: 1, random: () => 0 }), 125);
   // 429 without Retry-After: throttle-wait-secs × 2^(k-1), no jitter.
   assert.equal(retryWaitMs({ ...base, status: 429, throttled: 1, random: () => 0 }), 60_000);
   assert.equal(retryWaitMs({ ...base, status: 429, throttled: 2, attempt: 5 }), 120_000);
@@ -142,8 +120,8 @@ before(async () => {
         res.writeHead(429);
         return res.end('throttled');
       }
-      res.writeHead(200, { 'content-type': 'application/json', 'X-Echo': 'yes' });
-      res.end(JSON.stringify({ url: req.url, auth: req.headers.authorization, method: req.method }));
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ url: req.url }));
     });
     srv.listen(0, '127.0.0.1', () => parentPort.postMessage(srv.address().port));
     `,
@@ -170,28 +148,23 @@ const timed = (fn) => {
 };
 const proxyWith = (over = {}) => createProxy({ baseUrl, token: 't', log: () => {}, ...over });
 
-test('sends with the bearer token and the encoded query; lower-case headers', () => {
-  const proxy = proxyWith({ token: 'secret' });
+test('on the wire, the query is encoded and joined like the Rust host', () => {
+  const proxy = proxyWith();
   try {
-    const response = proxy.wit.send(request({ path: '/v3/q', query: [['query', 'a b'], ['minorversion', '75']] }));
-    assert.equal(response.status, 200);
-    assert.equal(response.attempts, 1);
-    assert.ok(response.headers.some(([k, v]) => k === 'x-echo' && v === 'yes'));
-    assert.deepEqual(JSON.parse(Buffer.from(response.body)), { url: '/v3/q?query=a%20b&minorversion=75', auth: 'Bearer secret', method: 'GET' });
+    const response = proxy.wit.send(request({ path: '/v3/q', query: [['query', "a b='c'"], ['minorversion', '75']] }));
+    assert.equal(JSON.parse(Buffer.from(response.body)).url, '/v3/q?query=a%20b%3D%27c%27&minorversion=75');
   } finally {
     proxy.close();
   }
 });
 
-test('with `retry`, 429 and 5xx are retried as Retry-After says; without it, never', () => {
+test('with `retry`, 429 and 5xx are retried, each retry logged; other statuses are not', () => {
   const logs = [];
   const proxy = proxyWith({ policy: { baseMs: 1 }, log: (_, m) => logs.push(m) });
   try {
     const retried = proxy.wit.send(request({ path: '/flaky/a', retry: true }));
     assert.deepEqual([retried.status, retried.attempts], [200, 3]);
     assert.equal(logs.length, 2);
-    const once = proxy.wit.send(request({ path: '/flaky/b' }));
-    assert.deepEqual([once.status, once.attempts], [429, 1]);
     const notRetryable = proxy.wit.send(request({ path: '/status/404', retry: true }));
     assert.deepEqual([notRetryable.status, notRetryable.attempts], [404, 1]);
   } finally {
@@ -207,10 +180,12 @@ test('retries stop at the time budget and return the last answer', () => {
     assert.equal(spent.status, 503);
     assert.ok(spent.attempts >= 3 && spent.attempts <= 5, `${spent.attempts} attempts`);
     assert.ok(ms < 400 + 150, `took ${ms} ms`);
-    // A Retry-After beyond the budget: no retry at all.
-    const [throttled, ms2] = timed(() => proxy.wit.send(request({ path: '/status/429', query: [['ra', '5']], retry: true })));
-    assert.deepEqual([throttled.status, throttled.attempts], [429, 1]);
-    assert.ok(ms2 < 300, `took ${ms2} ms`);
+    // A Retry-After beyond the budget, on a 429 or any 5xx: no retry at all.
+    for (const status of [429, 502]) {
+      const [answer, took] = timed(() => proxy.wit.send(request({ path: `/status/${status}`, query: [['ra', '5']], retry: true })));
+      assert.deepEqual([answer.status, answer.attempts], [status, 1]);
+      assert.ok(took < 300, `${status}: took ${took} ms`);
+    }
   } finally {
     proxy.close();
   }
@@ -237,22 +212,16 @@ test('a 429 without Retry-After waits as the component advised, doubling while t
   }
 });
 
-test('refuses bad paths, host-owned and smuggling headers and a missing token; connection failures are errors', () => {
-  const proxy = proxyWith({ policy: { baseMs: 1 } });
+test('a missing token is `unauthorized`; connection failures are errors, retried within the budget', () => {
   const anonymous = proxyWith({ token: undefined });
   const nowhere = createProxy({ baseUrl: 'http://127.0.0.1:9/', token: 't', policy: { baseMs: 10, budgetMs: 200 }, log: () => {} });
   try {
-    assert.equal(tagOf(() => proxy.wit.send(request({ path: 'https://evil.example/' }))), 'invalid-path');
-    assert.equal(tagOf(() => proxy.wit.send(request({ headers: [['Authorization', 'Bearer x']] }))), 'forbidden-header');
-    assert.equal(tagOf(() => proxy.wit.send(request({ headers: [['HOST', 'evil']] }))), 'forbidden-header');
-    assert.equal(tagOf(() => proxy.wit.send(request({ headers: [['X-A', 'v\r\nCookie: x']] }))), 'forbidden-header');
     assert.equal(tagOf(() => anonymous.wit.send(request())), 'unauthorized');
     const [tag, ms] = timed(() => tagOf(() => nowhere.wit.send(request({ retry: true }))));
     assert.equal(tag, 'connection-failed');
     assert.ok(ms < 200 + 500, `retried within the budget, took ${ms} ms`);
     assert.equal(tagOf(() => nowhere.wit.send(request())), 'connection-failed');
   } finally {
-    proxy.close();
     anonymous.close();
     nowhere.close();
   }

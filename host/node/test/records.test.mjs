@@ -62,44 +62,6 @@ test('canonical JSON hashes match vectors computed independently', () => {
   }
 });
 
-test('key order and whitespace do not count as a change', () => {
-  const { store, records } = fresh();
-  records.batchSave('Customer', ['{"id":"1","a":1,"b":[1,{"y":1,"x":2}]}']);
-  assert.deepEqual(records.batchSave('Customer', ['{ "b": [1, {"x": 2, "y": 1}], "id": "1", "a": 1 }']), {
-    added: 0, updated: 0, unchanged: 1, deleted: 0,
-  });
-  store.close();
-});
-
-test('bad batches are refused with the Rust host\'s messages and change nothing', () => {
-  const { store, records } = fresh();
-  records.batchSave('Customer', ['{"id":"kept"}']);
-  assert.deepEqual(refusal(() => records.batchSave('Invoice', ['{"id":"1"}'])), {
-    tag: 'undeclared-model',
-    val: 'model `Invoice` was not declared by the component (declared: Customer)',
-  });
-  const bad = refusal(() => records.batchSave('Customer', ['{"id":"1"}', '{']));
-  assert.equal(bad.tag, 'invalid-json');
-  assert.match(bad.val, /^record 1 is not valid JSON: /);
-  assert.deepEqual(refusal(() => records.batchSave('Customer', ['[1]'])), { tag: 'invalid-json', val: 'record 0 is not a JSON object' });
-  assert.deepEqual(refusal(() => records.batchSave('Customer', ['null'])), { tag: 'invalid-json', val: 'record 0 is not a JSON object' });
-  for (const noId of ['{"id":1}', '{"id":""}', '{"name":"x"}', '{"id":null}']) {
-    assert.deepEqual(refusal(() => records.batchSave('Customer', [noId])), { tag: 'invalid-id', val: 'record 0 has no string `id`' });
-  }
-  assert.deepEqual(refusal(() => records.batchSave('Customer', ['{"id":"ok"}', '{"id":"x"}', '{"id":"x","n":2}'])), {
-    tag: 'duplicate-id',
-    val: 'id `x` appears more than once in the batch',
-  });
-  assert.deepEqual(refusal(() => records.batchDelete('Customer', ['a', ''])), { tag: 'invalid-id', val: 'record 1 has no string `id`' });
-  assert.deepEqual(refusal(() => records.batchDelete('Customer', ['a', 'a'])), {
-    tag: 'duplicate-id',
-    val: 'id `a` appears more than once in the batch',
-  });
-  assert.equal(refusal(() => records.batchDelete('Invoice', ['a'])).tag, 'undeclared-model');
-  assert.equal(count(store), 1);
-  store.close();
-});
-
 test('an id like __proto__ is just another id', () => {
   const { store, records } = fresh();
   assert.equal(records.batchSave('Customer', ['{"id":"__proto__","n":1}']).added, 1);
@@ -108,25 +70,33 @@ test('an id like __proto__ is just another id', () => {
   store.close();
 });
 
-test('the listing interface: bigint ids, none as undefined, no-listing refusals, deletions in the totals', () => {
+test('keep checks its ids like a delete batch: after the model, before the listing', () => {
+  const { store, records, listing } = fresh();
+  records.batchSave('Customer', ['{"id":"a"}', '{"id":"b"}']);
+  const open = listing.begin('Customer');
+  assert.deepEqual(refusal(() => listing.keep('Customer', open, ['a', ''])), { tag: 'invalid-id', val: 'record 1 has no string `id`' });
+  assert.deepEqual(refusal(() => listing.keep('Customer', open, ['b', 'a', 'b'])), {
+    tag: 'duplicate-id',
+    val: 'id `b` appears more than once in the batch',
+  });
+  assert.equal(refusal(() => listing.keep('Invoice', open, [''])).tag, 'undeclared-model');
+  assert.equal(refusal(() => listing.keep('Customer', open + 1n, ['a', 'a'])).tag, 'duplicate-id');
+  assert.equal(refusal(() => listing.keep('Customer', open + 1n, ['a'])).tag, 'no-listing');
+  // The refused calls kept nothing: ending the listing deletes both.
+  assert.equal(listing.end('Customer', open).deleted, 2);
+  store.close();
+});
+
+test('the run totals count every change, deletions by a listing included, refusals not', () => {
   const { store, records, listing, totals } = fresh();
-  records.batchSave('Customer', ['{"id":"a"}', '{"id":"b"}', '{"id":"c"}']);
-  assert.equal(listing.current('Customer'), undefined);
-  const first = listing.begin('Customer');
-  assert.equal(typeof first, 'bigint');
-  assert.equal(listing.current('Customer'), first);
-  records.batchSave('Customer', ['{"id":"a"}']);
-  listing.keep('Customer', first, ['b']);
-  const second = listing.begin('Customer');
-  const refused = refusal(() => listing.end('Customer', first));
-  assert.equal(refused.tag, 'no-listing');
-  assert.match(refused.val, /listing 1 is not open \(the open listing of `Customer` is 2\)/);
-  assert.equal(refusal(() => listing.keep('Customer', first, ['a'])).tag, 'no-listing');
-  listing.keep('Customer', second, ['a']);
-  assert.deepEqual(listing.end('Customer', second), { added: 0, updated: 0, unchanged: 0, deleted: 2 });
-  assert.equal(refusal(() => listing.begin('Invoice')).tag, 'undeclared-model');
-  listing.abandon('Customer', second); // not open: nothing
-  assert.deepEqual(totals, { added: 3, updated: 0, unchanged: 1, deleted: 2 });
+  records.batchSave('Customer', ['{"id":"a"}', '{"id":"b"}', '{"id":"c"}', '{"id":"d"}']);
+  const open = listing.begin('Customer');
+  records.batchSave('Customer', ['{"id":"a"}', '{"id":"b","n":2}']);
+  listing.keep('Customer', open, ['c']);
+  listing.end('Customer', open); // deletes d
+  records.batchDelete('Customer', ['c']);
+  assert.equal(refusal(() => records.batchSave('Customer', ['{"id":"x"}', '{"id":"x"}'])).tag, 'duplicate-id');
+  assert.deepEqual(totals, { added: 4, updated: 1, unchanged: 1, deleted: 2 });
   store.close();
 });
 

@@ -61,7 +61,7 @@ test('a database of sync-host 0.1 (no user_version) is upgraded in place, record
   assert.equal(old.pragma('user_version', { simple: true }), 0);
   old.close();
   const store = new SqliteStore(path);
-  assert.equal(store.db.pragma('user_version', { simple: true }), 2);
+  assert.equal(store.db.pragma('user_version', { simple: true }), listMigrations().at(-1).version);
   assert.deepEqual(scopeRow(store), { id: 1, connection: C, model: M, clock_us: 5, open_listing: null, last_listing: 0 });
   assert.equal(rows(store).a.listing, null);
   store.close();
@@ -75,9 +75,9 @@ test('a database written by a newer host is refused', () => {
   assert.throws(() => new SqliteStore(path), /schema version 99.*newer host/);
 });
 
-test('change tracking follows the records cache semantics', () => {
+test('what each change writes to the record\'s row', () => {
   const store = fresh();
-  assert.deepEqual(store.save(C, M, recs({ id: '1', n: 1 }, { id: '2', n: 2 })), { added: 2, updated: 0, unchanged: 0, deleted: 0 });
+  store.save(C, M, recs({ id: '1', n: 1 }, { id: '2', n: 2 }));
   const first = rows(store);
   for (const r of Object.values(first)) {
     assert.equal(r.last_action, 'ADDED');
@@ -85,29 +85,40 @@ test('change tracking follows the records cache semantics', () => {
     assert.equal(r.deleted_at, null);
   }
   // Same payload (keys reordered), changed payload.
-  assert.deepEqual(store.save(C, M, recs({ n: 1, id: '1' }, { id: '2', n: 3 })), { added: 0, updated: 1, unchanged: 1, deleted: 0 });
+  store.save(C, M, recs({ n: 1, id: '1' }, { id: '2', n: 3 }));
   let now = rows(store);
-  assert.equal(now['1'].last_modified_at, first['1'].last_modified_at, 'an identical save changes nothing');
-  assert.equal(now['1'].json, '{"id":"1","n":1}', 'nor the stored text');
+  assert.deepEqual(now['1'], first['1'], 'an identical save touches nothing, not even the stored text');
   assert.equal(now['2'].last_action, 'UPDATED');
+  assert.equal(now['2'].json, '{"id":"2","n":3}');
   assert.ok(now['2'].last_modified_at > first['2'].last_modified_at);
   assert.equal(now['2'].first_seen_at, first['2'].first_seen_at);
 
-  assert.deepEqual(store.delete(C, M, ['2', 'nope']), { added: 0, updated: 0, unchanged: 0, deleted: 1 });
-  assert.equal(store.delete(C, M, ['2']).deleted, 0, 'deleting a deleted id does nothing');
-  now = rows(store);
-  assert.equal(now['2'].last_action, 'DELETED');
-  assert.equal(now['2'].deleted_at, now['2'].last_modified_at);
-  assert.equal(now['2'].json, '{"id":"2","n":3}', 'the payload is kept');
+  store.delete(C, M, ['2']);
+  const deleted = rows(store)['2'];
+  assert.equal(deleted.last_action, 'DELETED');
+  assert.equal(deleted.deleted_at, deleted.last_modified_at);
+  assert.equal(deleted.json, '{"id":"2","n":3}', 'the payload is kept');
+  store.delete(C, M, ['2']);
+  assert.deepEqual(rows(store)['2'], deleted, 'deleting it again touches nothing');
 
   // A deleted id saved again, even unchanged, comes back as updated.
-  assert.equal(store.save(C, M, recs({ id: '2', n: 3 })).updated, 1);
+  store.save(C, M, recs({ id: '2', n: 3 }));
   now = rows(store);
   assert.deepEqual([now['2'].last_action, now['2'].deleted_at], ['UPDATED', null]);
+  assert.ok(now['2'].last_modified_at > deleted.last_modified_at);
+
+  // The end of a listing deletes the same way, and leaves deleted rows alone.
+  store.delete(C, M, ['2']);
+  const deletedBefore = rows(store)['2'];
+  store.endListing(C, M, store.beginListing(C, M));
+  const unseen = rows(store)['1'];
+  assert.deepEqual([unseen.last_action, unseen.json], ['DELETED', '{"id":"1","n":1}']);
+  assert.equal(unseen.deleted_at, unseen.last_modified_at);
+  assert.deepEqual(rows(store)['2'], deletedBefore);
 
   // Empty batches do nothing at all (not even create the scope of another model).
-  assert.deepEqual(store.save(C, 'Other', []), { added: 0, updated: 0, unchanged: 0, deleted: 0 });
-  assert.deepEqual(store.delete(C, 'Other', []), { added: 0, updated: 0, unchanged: 0, deleted: 0 });
+  store.save(C, 'Other', []);
+  store.delete(C, 'Other', []);
   assert.equal(store.db.prepare('SELECT count(*) FROM scopes').pluck().get(), 1);
   store.close();
 });
@@ -143,31 +154,6 @@ test('timestamps strictly increase within a scope, across batches, and survive a
   store.close();
 });
 
-test('ending a listing deletes the live records it did not see, and only those', () => {
-  const store = fresh();
-  store.save(C, M, recs({ id: 'a' }, { id: 'b' }, { id: 'c' }, { id: 'd' }));
-  store.delete(C, M, ['c']);
-  const deletedAt = rows(store).c.deleted_at;
-  assert.equal(store.currentListing(C, M), undefined);
-  const listing = store.beginListing(C, M);
-  assert.equal(listing, 1n);
-  assert.equal(store.currentListing(C, M), 1n);
-  // `a` unchanged, `d` changed: both seen.
-  assert.deepEqual(store.save(C, M, recs({ id: 'a' }, { id: 'd', v: 2 })), { added: 0, updated: 1, unchanged: 1, deleted: 0 });
-  assert.deepEqual(store.endListing(C, M, listing), { added: 0, updated: 0, unchanged: 0, deleted: 1 });
-  const after = rows(store);
-  assert.deepEqual(live(store), ['a', 'd']);
-  assert.equal(after.b.last_action, 'DELETED');
-  assert.equal(after.b.json, '{"id":"b"}', 'the payload is kept');
-  assert.equal(after.c.deleted_at, deletedAt, 'an already deleted record is left alone');
-  assert.equal(store.currentListing(C, M), undefined, 'the listing is closed');
-  assert.equal(scopeRow(store).open_listing, null);
-  assert.equal(errorName(() => store.endListing(C, M, listing)), 'NoListingError', 'ending it twice is refused');
-  // Listing ids keep increasing.
-  assert.equal(store.beginListing(C, M), 2n);
-  store.close();
-});
-
 test('a record saved while the listing is open is never deleted by it, whoever saved it', () => {
   const path = tempPath();
   const store = new SqliteStore(path);
@@ -182,79 +168,50 @@ test('a record saved while the listing is open is never deleted by it, whoever s
   other.close();
 });
 
-test('a second begin supersedes the first: ending the first is refused and deletes nothing', () => {
+test('keep marks live ids seen and touches nothing else; a deleted id is neither kept nor revived', () => {
   const store = fresh();
-  store.save(C, M, recs({ id: 'a' }, { id: 'b' }));
-  const first = store.beginListing(C, M);
-  store.save(C, M, recs({ id: 'a' }));
-  const second = store.beginListing(C, M);
-  assert.equal(second, first + 1n);
-  assert.equal(store.currentListing(C, M), second);
-  let message;
-  try {
-    store.endListing(C, M, first);
-  } catch (error) {
-    message = error.message;
-  }
-  assert.match(message, /listing 1 is not open \(the open listing of `Customer` is 2\); nothing was deleted/);
-  assert.deepEqual(live(store), ['a', 'b'], 'nothing deleted');
-  assert.equal(store.currentListing(C, M), second, 'the second stays open');
-  // What the first saw does not count for the second.
-  assert.equal(store.endListing(C, M, second).deleted, 2);
-  store.close();
-});
-
-test('keep counts live ids as seen without saving; unknown and deleted ids are ignored', () => {
-  const store = fresh();
-  store.save(C, M, recs({ id: 'a' }, { id: 'b' }, { id: 'c' }, { id: 'gone' }));
+  store.save(C, M, recs({ id: 'a' }, { id: 'gone' }));
   store.delete(C, M, ['gone']);
   const before = rows(store);
   const listing = store.beginListing(C, M);
-  store.keep(C, M, listing, ['a', 'gone', 'unknown']);
-  store.save(C, M, recs({ id: 'b' }));
-  assert.equal(errorName(() => store.keep(C, M, listing + 1n, ['c'])), 'NoListingError');
+  store.keep(C, M, listing, ['a', 'gone']);
   const kept = rows(store);
-  assert.equal(kept.a.last_modified_at, before.a.last_modified_at, 'keep changes no timestamp');
-  assert.equal(kept.gone.listing, null, 'a deleted id is not kept');
-  assert.equal(store.endListing(C, M, listing).deleted, 1);
-  assert.deepEqual(live(store), ['a', 'b']);
-  assert.equal(rows(store).gone.deleted_at, before.gone.deleted_at, 'and not revived');
+  assert.deepEqual(kept.a, { ...before.a, listing: Number(listing) }, 'only the listing of `a` changes');
+  assert.deepEqual(kept.gone, before.gone);
+  assert.equal(store.endListing(C, M, listing).deleted, 0);
+  assert.deepEqual(rows(store).gone, before.gone);
   store.close();
 });
 
-test('abandon closes the open listing without deleting; anything else does nothing', () => {
+test('abandoning a listing that is not the open one leaves the open one alone', () => {
   const store = fresh();
   store.save(C, M, recs({ id: 'a' }));
-  store.abandonListing(C, M, 7n); // nothing open, no scope for other models either
-  store.abandonListing(C, 'Nothing', 1n);
   const listing = store.beginListing(C, M);
   store.abandonListing(C, M, listing + 1n);
-  assert.equal(store.currentListing(C, M), listing, 'abandoning another listing does nothing');
-  store.abandonListing(C, M, listing);
-  assert.equal(store.currentListing(C, M), undefined);
-  assert.equal(errorName(() => store.endListing(C, M, listing)), 'NoListingError');
-  assert.deepEqual(live(store), ['a']);
+  assert.equal(store.currentListing(C, M), listing);
+  assert.equal(store.endListing(C, M, listing).deleted, 1);
   store.close();
 });
 
-test('keep and end on a model never listed are refused; current is none', () => {
+test('on a model never listed: current is none, keep and end are refused, abandon does nothing; no scope is created', () => {
   const store = fresh();
   assert.equal(store.currentListing(C, M), undefined);
   assert.equal(errorName(() => store.keep(C, M, 1n, ['a'])), 'NoListingError');
   assert.equal(errorName(() => store.endListing(C, M, 1n)), 'NoListingError');
+  store.abandonListing(C, M, 1n);
+  assert.equal(store.db.prepare('SELECT count(*) FROM scopes').pluck().get(), 0);
   store.close();
 });
 
-test('the checkpoint is per connection and sync, replaced atomically, and survives a restart', () => {
+test('the checkpoint is per connection and sync, stamped, and survives a restart', () => {
   const path = tempPath();
   const store = new SqliteStore(path);
-  assert.equal(store.checkpoint(C, 'customers'), undefined);
-  store.saveCheckpoint(C, 'customers', 'one');
   store.saveCheckpoint(C, 'customers', '{"at":"x"}');
   store.saveCheckpoint(C, 'invoices', 'other');
   store.close();
   const again = new SqliteStore(path);
   assert.equal(again.checkpoint(C, 'customers'), '{"at":"x"}');
+  assert.equal(again.checkpoint(C, 'invoices'), 'other');
   assert.equal(again.checkpoint('nobody', 'customers'), undefined);
   const row = again.db.prepare('SELECT * FROM checkpoints WHERE sync = ?').get('customers');
   assert.ok(Math.abs(row.saved_at - nowUs()) < 60e6);

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+mod control;
+
 use crate::runtime::Endpoint;
 use crate::store::{Database, LastAction, ListQuery, Position, Scope, StoredRecord};
 
@@ -37,7 +39,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
     }
 }
@@ -156,11 +158,20 @@ pub fn decode_cursor(cursor: &str) -> Result<Position, ApiError> {
     Ok(Position { last_modified_us, id: id.to_owned() })
 }
 
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     match text.char_indices().nth(64) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
+}
+
+/// What the control API needs beyond the database.
+#[derive(Clone, Default)]
+pub struct Control {
+    /// Wakes the scheduler when a run is asked for (none without `--schedule`).
+    pub waker: Option<Arc<tokio::sync::Notify>>,
+    /// How often a connection without its own interval runs.
+    pub component_interval: Option<std::time::Duration>,
 }
 
 /// Shared state of the API server.
@@ -171,6 +182,7 @@ pub struct ApiState {
     api_key_hash: Option<[u8; 32]>,
     /// The endpoints of the components served, from their `describe`.
     endpoints: Arc<Vec<Endpoint>>,
+    control: Control,
 }
 
 impl ApiState {
@@ -181,7 +193,14 @@ impl ApiState {
             db,
             api_key_hash: api_key.filter(|k| !k.is_empty()).map(|k| Sha256::digest(k.as_bytes()).into()),
             endpoints: Arc::new(endpoints),
+            control: Control::default(),
         }
+    }
+
+    /// With the control API's scheduler hooks.
+    pub fn with_control(mut self, control: Control) -> Self {
+        self.control = control;
+        self
     }
 
     pub fn database(&self) -> &Arc<dyn Database> {
@@ -215,7 +234,7 @@ pub fn internal(error: impl std::fmt::Display) -> ApiError {
 
 /// The router: every declared endpoint, `/openapi.json`, JSON 404 and 405.
 pub fn router(state: ApiState) -> Router {
-    let mut router = Router::new().route("/openapi.json", get(openapi));
+    let mut router = Router::new().route("/openapi.json", get(openapi)).merge(control::routes());
     for endpoint in state.endpoints.iter().filter(|e| e.method.eq_ignore_ascii_case("GET")) {
         let model = endpoint.model.clone();
         router = router.route(
@@ -231,7 +250,7 @@ pub fn router(state: ApiState) -> Router {
             ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 code: "method_not_allowed",
-                message: "only GET is supported".into(),
+                message: "this method is not supported here".into(),
             }
         })
         .with_state(state)

@@ -55,6 +55,27 @@ impl LimitExceeded {
     }
 }
 
+/// The host is shutting down: the next call that would start new work (a
+/// provider request) stops the run instead. Whatever the run stored, and its
+/// checkpoint, stay; the next run resumes from there.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("interrupted: the host is shutting down; the next run resumes from the checkpoint")]
+pub struct Interrupted;
+
+/// Raised by the host to stop its runs at their next provider request.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Links every capability of the `sync-component` world, each through its
 /// projection from the runtime's state `T`.
 pub struct Projections<T> {

@@ -52,6 +52,16 @@ pub struct FakeArgs {
     /// Fraction of generated customers that are archived.
     #[arg(long, default_value_t = 0.1)]
     archived_fraction: f64,
+    /// Turn on the OAuth token endpoint (`/oauth2/v1/tokens/bearer`) for this
+    /// client id; the first refresh token is printed.
+    #[arg(long, requires = "client_secret")]
+    client_id: Option<String>,
+    /// The OAuth client secret the token endpoint accepts.
+    #[arg(long, requires = "client_id")]
+    client_secret: Option<String>,
+    /// Lifetime of the access tokens the token endpoint issues, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    access_token_secs: u64,
 }
 
 fn seeded(realm_id: &str, token: &str, customers: usize, archived_fraction: f64) -> FakeQbo {
@@ -79,7 +89,14 @@ pub fn fake_qbo(args: FakeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        println!("fake QuickBooks on http://{} (realm {})", listener.local_addr()?, args.realm_id);
+        let base = format!("http://{}", listener.local_addr()?);
+        println!("fake QuickBooks on {base} (realm {})", args.realm_id);
+        if let (Some(client_id), Some(client_secret)) = (&args.client_id, &args.client_secret) {
+            let refresh_token = fake.enable_oauth(client_id, client_secret);
+            fake.set_access_token_lifetime(std::time::Duration::from_secs(args.access_token_secs));
+            println!("token endpoint {base}/oauth2/v1/tokens/bearer");
+            println!("refresh token {refresh_token}");
+        }
         std::io::stdout().flush()?;
         tokio::select! {
             result = fake.serve(listener) => result,

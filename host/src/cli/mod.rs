@@ -1,6 +1,7 @@
 //! The command line (docs/cli.md): `run`, `serve`, `demo`, `fake-qbo`,
 //! `describe`. Each command parses its flags and calls the library.
 
+mod connections;
 mod demo;
 mod progress;
 
@@ -12,13 +13,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Control};
 use crate::capabilities::proxy::ProxyLimits;
 use crate::capabilities::records::RecordLimits;
 use crate::provider::{Quota, RetryPolicy};
-use crate::runs::{ConnectionSpec, RunLimits, Runner};
+use crate::runs::{ConnectionSpec, RunDefaults, RunLimits, Runner};
 use crate::runtime::{InstanceLimits, SyncRuntime};
-use crate::store::{self, OpenMode};
+use crate::service::Scheduler;
+use crate::store::{self, OpenMode, Trigger};
 
 pub use progress::RunProgress;
 
@@ -41,8 +43,12 @@ struct Cli {
 enum Command {
     /// Run the component once for a connection; prints a one-line JSON summary.
     Run(RunArgs),
-    /// Serve the stored records over HTTP (the endpoints the component declares).
+    /// Serve the stored records and the control API over HTTP; with
+    /// `--schedule`, also run the stored connections on their intervals.
     Serve(ServeArgs),
+    /// Manage the connections the host runs unattended.
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
     /// The main job on embedded defaults: a fake QuickBooks on loopback,
     /// synced into a local SQLite file, served over HTTP.
     Demo(demo::DemoArgs),
@@ -64,12 +70,13 @@ struct RunArgs {
     /// SQLite database file (created if missing).
     #[arg(long)]
     db: String,
-    /// The provider's base URL, e.g. https://quickbooks.api.intuit.com.
-    #[arg(long)]
-    base_url: String,
+    /// The provider's base URL, e.g. https://quickbooks.api.intuit.com. Without
+    /// it, `--connection` names a connection stored with `connections add`.
+    #[arg(long, requires = "realm_id")]
+    base_url: Option<String>,
     /// The QuickBooks company (realm) id; sets the configuration key `realmId`.
-    #[arg(long)]
-    realm_id: String,
+    #[arg(long, requires = "base_url")]
+    realm_id: Option<String>,
     /// Connection id the records are stored under.
     #[arg(long, default_value = DEFAULT_CONNECTION)]
     connection: String,
@@ -103,6 +110,10 @@ pub struct LimitArgs {
     /// component's declared quota (0: no limit).
     #[arg(long)]
     requests_per_minute: Option<u32>,
+    /// The wait after a connection's first failed run, in seconds; it doubles
+    /// with each failure in a row, up to an hour.
+    #[arg(long, default_value_t = 30)]
+    failure_backoff_secs: u64,
 }
 
 impl LimitArgs {
@@ -128,6 +139,15 @@ impl LimitArgs {
     fn quota(&self) -> Option<Quota> {
         self.requests_per_minute.map(|requests| Quota::per_minute(requests, 0))
     }
+
+    fn defaults(&self) -> RunDefaults {
+        RunDefaults {
+            retry: self.retry(),
+            limits: self.limits(),
+            quota: self.quota(),
+            failure_backoff: Duration::from_secs(self.failure_backoff_secs),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -141,9 +161,18 @@ struct ServeArgs {
     /// Require `Authorization: Bearer <key>`; never logged.
     #[arg(long, env = "SYNC_HOST_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// The component whose endpoints to serve; defaults to the built guest.
+    /// The component whose endpoints to serve and whose connections to run;
+    /// defaults to the built guest.
     #[arg(long)]
     component: Option<PathBuf>,
+    /// Also run the stored connections, each on its interval.
+    #[arg(long)]
+    schedule: bool,
+    /// Runs in flight at once in this process.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -160,6 +189,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
+        Command::Connections(command) => connections::run(command),
         Command::Demo(args) => demo::demo(args),
         Command::FakeQbo(args) => demo::fake_qbo(args),
         Command::Describe { component } => describe(component),
@@ -180,8 +210,16 @@ fn one_line(error: &anyhow::Error) -> String {
 fn init_logging(verbose: bool) {
     let default = if verbose { "info" } else { "error" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        // The HTTP library's debug and trace output shows request headers,
+        // `Authorization` included: never, whatever RUST_LOG asks for.
+        .add_directive("ureq=info".parse().expect("a valid directive"))
+        .add_directive("ureq_proto=info".parse().expect("a valid directive"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// The component to run: the one given, or the built guest next to the
@@ -212,20 +250,46 @@ fn load_component(given: Option<PathBuf>) -> anyhow::Result<Arc<SyncRuntime>> {
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let runtime = load_component(args.component)?;
     let db = store::open(&args.db, OpenMode::Create)?;
-    let mut spec = ConnectionSpec::new(&args.connection, &args.base_url, &args.realm_id, args.token);
-    spec.config.extend(args.config.into_iter().collect::<BTreeMap<_, _>>());
-    spec.retry = args.limits.retry();
-    spec.limits = args.limits.limits();
-    spec.quota = args.limits.quota();
-    let report = Runner::new(runtime, db).run(&spec, None).context("run failed")?;
-    println!("{}", report.to_json());
+    let runner = Runner::new(runtime.clone(), db);
+    let report = match (args.base_url, args.realm_id) {
+        (Some(base_url), Some(realm_id)) => {
+            let mut spec = ConnectionSpec::new(&args.connection, &base_url, &realm_id, args.token);
+            let config: BTreeMap<_, _> = args.config.into_iter().collect();
+            if config.get("realmId").is_some_and(|r| *r != realm_id) {
+                anyhow::bail!("--config realmId={} contradicts --realm-id {realm_id}", config["realmId"]);
+            }
+            spec.config.extend(config);
+            runtime.metadata().check_config(spec.config.keys()).map_err(anyhow::Error::msg)?;
+            spec.retry = args.limits.retry();
+            spec.limits = args.limits.limits();
+            spec.quota = args.limits.quota();
+            runner.run(&spec, None)
+        }
+        _ => {
+            anyhow::ensure!(
+                args.config.is_empty() && args.token.is_none(),
+                "a stored connection runs with its own configuration and credentials; \
+                 --config and --token go with --base-url and --realm-id"
+            );
+            runner.run_connection(&args.connection, Trigger::Cli, &args.limits.defaults(), None)
+        }
+    };
+    println!("{}", report.context("run failed")?.to_json());
     Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db = store::open(&args.db, OpenMode::MustExist)?;
     let runtime = load_component(args.component)?;
-    let state = ApiState::new(db.clone(), args.api_key, runtime.metadata().endpoints.clone());
+    let scheduler = args.schedule.then(|| {
+        let runner = Arc::new(Runner::new(runtime.clone(), db.clone()));
+        Scheduler::new(runner, args.limits.defaults(), args.workers)
+    });
+    let control = Control {
+        waker: scheduler.as_ref().map(|s| s.waker()),
+        component_interval: runtime.metadata().interval(),
+    };
+    let state = ApiState::new(db.clone(), args.api_key, runtime.metadata().endpoints.clone()).with_control(control);
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -233,8 +297,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let endpoints: Vec<String> =
             runtime.metadata().endpoints.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
-        eprintln!("serving {} on http://{} ({})", db.describe(), listener.local_addr()?, endpoints.join(", "));
-        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        let scheduling = if args.schedule { format!("; scheduler on, {} workers", args.workers) } else { String::new() };
+        eprintln!(
+            "serving {} on http://{} ({}, /connections{scheduling})",
+            db.describe(),
+            listener.local_addr()?,
+            endpoints.join(", ")
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let scheduled = scheduler.map(|s| tokio::spawn(s.run(stopped)));
+        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            eprintln!("shutting down: letting runs in flight store their current page");
+            let _ = stop.send(true);
+        });
+        server.await?;
+        if let Some(scheduled) = scheduled {
+            scheduled.await?;
+        }
         anyhow::Ok(())
     })
 }

@@ -64,6 +64,10 @@ pub enum ProviderError {
     ConnectionFailed(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The request cannot be sent as given (the capability's checks let
+    /// nothing like that through); never retried.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// The body is larger than the caller allows.
     #[error("the response body is larger than {0} bytes")]
     BodyTooLarge(u64),
@@ -117,11 +121,17 @@ impl ProviderClient {
         Ok(ProviderClient { base_url, credentials, agent, policy, pacer, throttle_wait })
     }
 
-    /// Sends a request, retrying as the policy allows, reading at most
-    /// `max_body` bytes of the answer. Returns the answer and what it cost.
-    pub fn send(&self, request: &ProviderRequest, max_body: u64) -> (Result<ProviderResponse, ProviderError>, Waits) {
+    /// Sends a request, retrying as the policy allows but never waiting past
+    /// `not_after` (the run's deadline), reading at most `max_body` bytes of
+    /// the answer. Returns the answer and what it cost.
+    pub fn send(
+        &self,
+        request: &ProviderRequest,
+        max_body: u64,
+        not_after: Option<Instant>,
+    ) -> (Result<ProviderResponse, ProviderError>, Waits) {
         let mut waits = Waits::default();
-        let result = self.send_counting(request, max_body, &mut waits);
+        let result = self.send_counting(request, max_body, not_after, &mut waits);
         (result, waits)
     }
 
@@ -129,9 +139,11 @@ impl ProviderClient {
         &self,
         request: &ProviderRequest,
         max_body: u64,
+        not_after: Option<Instant>,
         waits: &mut Waits,
     ) -> Result<ProviderResponse, ProviderError> {
-        let deadline = Instant::now() + self.policy.budget;
+        let budget_end = Instant::now() + self.policy.budget;
+        let deadline = not_after.map_or(budget_end, |run_end| run_end.min(budget_end));
         let url = self.url(request);
         let mut token = self.credentials.access_token().map_err(unauthorized)?;
         let mut refreshed = false;
@@ -232,7 +244,7 @@ impl ProviderClient {
         builder = builder.header("Authorization", format!("Bearer {token}"));
         let http_request = builder
             .body(request.body.clone().unwrap_or_default())
-            .map_err(|e| ProviderError::ConnectionFailed(format!("cannot build the request: {e}")))?;
+            .map_err(|e| ProviderError::InvalidRequest(format!("cannot build the request: {e}")))?;
         let mut response = self.agent.run(http_request).map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
         let headers = response

@@ -5,10 +5,12 @@
 
 pub mod client;
 pub mod credentials;
+pub mod oauth;
 pub mod pacing;
 pub mod retry;
 
 pub use client::{ProviderClient, ProviderError, ProviderRequest, ProviderResponse};
 pub use credentials::{CredentialError, Credentials, StaticToken};
+pub use oauth::OAuthCredentials;
 pub use pacing::{Pacer, Pacers, Quota};
 pub use retry::RetryPolicy;

@@ -1,19 +1,27 @@
 //! One run of a connection, as the command line, the demo, the scheduler,
 //! the benchmarks and the tests start it: take the connection's run lock,
 //! build the capabilities from the connection and the database, run the
-//! component, report.
+//! component, report. For a stored connection, also its run history and its
+//! status and next run (docs/connections.md).
+
+pub mod every;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::capabilities::checkpoint::CheckpointCtx;
 use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::logging::LoggingCtx;
 use crate::capabilities::proxy::{ProxyCtx, ProxyLimits};
 use crate::capabilities::records::{Progress, RecordLimits, RecordsCtx};
-use crate::provider::{Credentials, Pacers, ProviderClient, Quota, RetryPolicy, StaticToken};
+use crate::capabilities::StopSignal;
+use crate::provider::{Credentials, OAuthCredentials, Pacers, ProviderClient, Quota, RetryPolicy, StaticToken};
 use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRuntime};
-use crate::store::Database;
+use crate::store::sqlite::now_us;
+use crate::store::{
+    Connection, ConnectionStatus, ConnectionUpdate, Database, Outcome, RunRecord, StoreError, StoredCredentials, Trigger,
+};
 
 /// Every limit of a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,16 +72,171 @@ impl std::fmt::Debug for ConnectionSpec {
     }
 }
 
+/// How the host runs stored connections: retries, limits, a quota override,
+/// and how long a failing connection waits before its next try.
+#[derive(Debug, Clone, Copy)]
+pub struct RunDefaults {
+    pub retry: RetryPolicy,
+    pub limits: RunLimits,
+    pub quota: Option<Quota>,
+    /// The wait after the first failure; it doubles with each failure in a
+    /// row, up to an hour.
+    pub failure_backoff: Duration,
+}
+
+impl Default for RunDefaults {
+    fn default() -> Self {
+        RunDefaults {
+            retry: RetryPolicy::default(),
+            limits: RunLimits::default(),
+            quota: None,
+            failure_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The longest a failing connection waits between tries.
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(3600);
+
 /// Runs a component for connections stored in one database.
 pub struct Runner {
     runtime: Arc<SyncRuntime>,
     db: Arc<dyn Database>,
     pacers: Pacers,
+    stop: StopSignal,
+}
+
+fn store_failure(error: StoreError) -> RunFailure {
+    RunFailure::Host(anyhow::anyhow!(error))
 }
 
 impl Runner {
     pub fn new(runtime: Arc<SyncRuntime>, db: Arc<dyn Database>) -> Self {
-        Runner { runtime, db, pacers: Pacers::default() }
+        Runner { runtime, db, pacers: Pacers::default(), stop: StopSignal::default() }
+    }
+
+    /// Stops every run of this runner at its next provider request (shutdown).
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    /// How often `connection` runs: its own interval, else the component's
+    /// declared frequency, else hourly.
+    pub fn interval(&self, connection: &Connection) -> Duration {
+        connection.every.or_else(|| self.runtime.metadata().interval()).unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// The run of a stored connection: its provider, configuration and credentials.
+    pub fn spec_for(&self, connection: &Connection, defaults: &RunDefaults) -> Result<ConnectionSpec, RunFailure> {
+        let stored = self.db.connections().and_then(|mut c| c.credentials(&connection.id)).map_err(store_failure)?;
+        let credentials: Arc<dyn Credentials> = match stored {
+            Some(StoredCredentials::OAuth { .. }) => Arc::new(OAuthCredentials::new(&connection.id, self.db.clone())),
+            Some(StoredCredentials::AccessToken(token)) => Arc::new(StaticToken::new(Some(token))),
+            None => Arc::new(StaticToken::new(None)),
+        };
+        Ok(ConnectionSpec {
+            connection: connection.id.clone(),
+            base_url: connection.base_url.clone(),
+            config: connection.config.clone(),
+            credentials,
+            retry: defaults.retry,
+            limits: defaults.limits,
+            quota: defaults.quota,
+        })
+    }
+
+    /// One run of the stored connection `id`, recorded in its history, which
+    /// then sets its status and next run.
+    pub fn run_connection(
+        &self,
+        id: &str,
+        trigger: Trigger,
+        defaults: &RunDefaults,
+        progress: Option<Progress>,
+    ) -> Result<RunReport, RunFailure> {
+        let connection = self
+            .db
+            .connections()
+            .and_then(|mut c| c.get(id))
+            .map_err(store_failure)?
+            .ok_or_else(|| RunFailure::Host(anyhow::anyhow!("no connection `{id}` in {}", self.db.describe())))?;
+        let spec = self.spec_for(&connection, defaults)?;
+        let Some(lease) = self.db.try_lock_run(id).map_err(store_failure)? else {
+            return Err(RunFailure::Busy(id.to_owned()));
+        };
+        let run = RunRecord {
+            id: new_run_id(),
+            connection: id.to_owned(),
+            trigger,
+            started_us: now_us(),
+            ended_us: None,
+            outcome: None,
+            summary: None,
+            error: None,
+        };
+        self.db.runs().and_then(|mut r| r.start(&run)).map_err(store_failure)?;
+        let running = ConnectionUpdate { status: Some(ConnectionStatus::Running), ..Default::default() };
+        self.db.connections().and_then(|mut c| c.update(id, &running)).map_err(store_failure)?;
+
+        let result = self.execute(&spec, &run.id, progress);
+        drop(lease);
+        self.record_end(&connection, &run, &result, defaults);
+        result
+    }
+
+    /// Writes how a run ended to the history and the connection's schedule.
+    /// A failure to write is logged: the run's own result stands.
+    fn record_end(&self, connection: &Connection, run: &RunRecord, result: &Result<RunReport, RunFailure>, defaults: &RunDefaults) {
+        let ended = now_us();
+        let interval = self.interval(connection);
+        let (outcome, summary, error) = match result {
+            Ok(report) => (Outcome::Success, Some(report.to_json()), None),
+            Err(failure) => (Outcome::Failure, None, Some(failure.to_string())),
+        };
+        let update = match result {
+            Ok(_) => ConnectionUpdate {
+                status: Some(ConnectionStatus::Idle),
+                status_message: Some(None),
+                failures: Some(0),
+                next_run_at_us: Some(Some(run.started_us + interval.as_micros() as i64)),
+                ..Default::default()
+            },
+            // Shutting down is no failure: resume as soon as the host is back.
+            Err(RunFailure::Interrupted(_)) => ConnectionUpdate {
+                status: Some(ConnectionStatus::Idle),
+                next_run_at_us: Some(Some(ended)),
+                ..Default::default()
+            },
+            Err(failure) => {
+                let now = self.db.connections().and_then(|mut c| c.get(&connection.id)).ok().flatten();
+                if now.as_ref().is_some_and(|c| c.status == ConnectionStatus::NeedsReauth) {
+                    // The credentials marked it; keep their message, run no more.
+                    ConnectionUpdate::default()
+                } else {
+                    let failures = connection.failures + 1;
+                    let backoff = defaults
+                        .failure_backoff
+                        .saturating_mul(1 << (failures - 1).min(16))
+                        .min(MAX_FAILURE_BACKOFF);
+                    ConnectionUpdate {
+                        status: Some(ConnectionStatus::Failing),
+                        status_message: Some(Some(failure.to_string())),
+                        failures: Some(failures),
+                        next_run_at_us: Some(Some(ended + backoff.as_micros() as i64)),
+                        ..Default::default()
+                    }
+                }
+            }
+        };
+        let written = self
+            .db
+            .runs()
+            .and_then(|mut r| r.finish(&run.id, ended, outcome, summary.as_deref(), error.as_deref()))
+            .and_then(|_| self.db.connections())
+            .and_then(|mut c| c.update(&connection.id, &update));
+        if let Err(e) = written {
+            tracing::error!(target: "runs", connection = %connection.id, run = %run.id, "cannot record the run's end: {e}");
+        }
     }
 
     pub fn runtime(&self) -> &SyncRuntime {
@@ -84,16 +247,22 @@ impl Runner {
         &self.db
     }
 
-    /// One run of `spec`'s connection. Refuses with [`RunFailure::Busy`] when
-    /// another run holds the connection, in this process or another.
+    /// One run of `spec`'s connection, not recorded in any history. Refuses
+    /// with [`RunFailure::Busy`] when another run holds the connection, in this
+    /// process or another.
     pub fn run(&self, spec: &ConnectionSpec, progress: Option<Progress>) -> Result<RunReport, RunFailure> {
-        let store_error = |e: crate::store::StoreError| RunFailure::Host(anyhow::anyhow!(e));
-        let Some(_lease) = self.db.try_lock_run(&spec.connection).map_err(store_error)? else {
+        let Some(_lease) = self.db.try_lock_run(&spec.connection).map_err(store_failure)? else {
             return Err(RunFailure::Busy(spec.connection.clone()));
         };
-        let run_id = new_run_id();
+        self.execute(spec, &new_run_id(), progress)
+    }
+
+    /// The run itself, the run lock held.
+    fn execute(&self, spec: &ConnectionSpec, run_id: &str, progress: Option<Progress>) -> Result<RunReport, RunFailure> {
+        let store_error = store_failure;
         let span = tracing::info_span!("run", connection = %spec.connection, run = %run_id);
         let _entered = span.enter();
+        let run_id = run_id.to_owned();
         let metadata = self.runtime.metadata();
         let quota = spec.quota.unwrap_or_else(|| metadata.limits.quota());
         let client = ProviderClient::new(
@@ -105,7 +274,12 @@ impl Runner {
         )?;
         let stores = self.db.run_stores().map_err(store_error)?;
         let capabilities = Capabilities {
-            proxy: ProxyCtx::new(client, spec.limits.proxy),
+            proxy: ProxyCtx::new(
+                client,
+                spec.limits.proxy,
+                self.stop.clone(),
+                Some(std::time::Instant::now() + spec.limits.instance.deadline),
+            ),
             records: RecordsCtx::new(
                 stores.records,
                 &spec.connection,

@@ -111,6 +111,26 @@ impl SyncMetadata {
         })
     }
 
+    /// Refuses configuration keys the component does not declare (a typo
+    /// would otherwise be silently ignored).
+    pub fn check_config<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Result<(), String> {
+        let known: Vec<&str> = self.configuration.iter().map(|k| k.name.as_str()).collect();
+        match keys.into_iter().find(|key| !known.contains(&key.as_str())) {
+            Some(key) => Err(format!(
+                "the component `{}` reads no configuration key `{key}` (it reads: {})",
+                self.name,
+                known.join(", ")
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// How often the component asks to run (`every hour`), if it says so
+    /// in a form this host reads.
+    pub fn interval(&self) -> Option<Duration> {
+        crate::runs::every::parse_frequency(&self.frequency)
+    }
+
     /// The names of the models the component declared.
     pub fn model_names(&self) -> Vec<String> {
         self.models.iter().map(|m| m.name.clone()).collect()
@@ -128,7 +148,7 @@ pub(super) fn inert_capabilities() -> anyhow::Result<Capabilities> {
         Duration::ZERO,
     )?;
     Ok(Capabilities {
-        proxy: ProxyCtx::new(client, ProxyLimits::default()),
+        proxy: ProxyCtx::new(client, ProxyLimits::default(), Default::default(), None),
         records: RecordsCtx::new(Box::new(Closed), "", Vec::new(), RecordLimits::default(), None),
         checkpoint: CheckpointCtx::new(Box::new(Closed), "", ""),
         config: ConfigCtx::default(),

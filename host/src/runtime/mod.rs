@@ -111,6 +111,9 @@ pub enum RunFailure {
     /// The component was stopped: deadline, memory limit or a trap (panic).
     #[error("component stopped: {0}")]
     Trapped(String),
+    /// The host is shutting down; the run stopped between two requests.
+    #[error("{0}")]
+    Interrupted(crate::capabilities::Interrupted),
     /// Another run holds the connection.
     #[error("another run holds connection `{0}`; try again when it ends")]
     Busy(String),
@@ -271,9 +274,12 @@ impl SyncRuntime {
                 peak_memory_bytes: state.peak_memory,
             }),
             Ok(Err(error)) => Err(RunFailure::Component(error)),
-            Err(trap) => Err(match trap.downcast_ref::<LimitExceeded>() {
-                Some(limit) => RunFailure::Limit(limit.clone()),
-                None => RunFailure::Trapped(explain_trap(&trap, limits)),
+            Err(trap) => Err(if let Some(limit) = trap.downcast_ref::<LimitExceeded>() {
+                RunFailure::Limit(limit.clone())
+            } else if let Some(interrupted) = trap.downcast_ref::<crate::capabilities::Interrupted>() {
+                RunFailure::Interrupted(interrupted.clone())
+            } else {
+                RunFailure::Trapped(explain_trap(&trap, limits))
             }),
         }
     }
@@ -296,8 +302,9 @@ fn new_store(engine: &Engine, state: RunState, limits: InstanceLimits) -> Store<
     store
 }
 
-/// Runs `describe` in an instance whose capabilities are never called (the
-/// export is pure); a component that calls one anyway traps.
+/// Runs `describe` in an instance whose capabilities do nothing (the export
+/// is pure): a component that calls one anyway gets store errors back and
+/// an unauthorised proxy.
 fn call_describe(engine: &Engine, pre: &SyncComponentPre<RunState>) -> anyhow::Result<SyncMetadata> {
     let state = RunState {
         wasi: WasiCtx::builder().build(),

@@ -39,9 +39,13 @@
 //! * `GET /v3/company/{realm}/query?query=...` (also `POST` with the query as body)
 //! * `GET /v3/company/{realm}/cdc?entities=Customer&changedSince=...`
 //! * `GET /v3/company/{realm}/customer/{id}` (read one; archived ones too)
+//! * `POST /oauth2/v1/tokens/bearer`: Intuit's token endpoint (see [`FakeQbo::enable_oauth`]):
+//!   access tokens that expire, refresh tokens that rotate on every refresh,
+//!   `invalid_grant` for revoked or superseded ones
 //! * `/_fake/...`: the admin API for out-of-process users, see [`admin`].
 //!
-//! Every `/v3` request needs `Authorization: Bearer <token>` (else 401) and the
+//! Every `/v3` request needs `Authorization: Bearer <token>` — the fixed token given to
+//! [`FakeQbo::new`], or an unexpired access token from the token endpoint — (else 401) and the
 //! realm given to [`FakeQbo::new`] (else **403** `AuthorizationFault`, code 3100,
 //! as QBO answers for a company the token is not authorized for).
 //!
@@ -69,6 +73,7 @@
 //! `01:30-08:00`.
 
 pub mod admin;
+mod oauth;
 mod query;
 mod seed;
 mod server;
@@ -215,6 +220,8 @@ struct Inner {
     hook_generation: AtomicU64,
     scripted: Mutex<Vec<Scripted>>,
     quota: Mutex<Option<Quota>>,
+    oauth: Mutex<Option<oauth::OAuth>>,
+    token_requests: std::sync::atomic::AtomicUsize,
 }
 
 /// A request quota, enforced on a sliding window of wall time.
@@ -252,6 +259,8 @@ impl FakeQbo {
                 hook_generation: AtomicU64::new(0),
                 scripted: Mutex::new(Vec::new()),
                 quota: Mutex::new(None),
+                oauth: Mutex::new(None),
+                token_requests: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -288,7 +297,7 @@ impl FakeQbo {
     /// Inserts a customer as QBO would store it and returns its Id.
     ///
     /// Fills in what is missing: the next numeric `Id`, `MetaData.CreateTime` and
-    /// `LastUpdatedTime` (now, or the given ones normalized to `-07:00` seconds),
+    /// `LastUpdatedTime` (now, or the given ones normalized to seconds in US Pacific time),
     /// `Active: true`, `SyncToken: "0"`, `domain`, `sparse`. Inserting an existing Id
     /// replaces that customer (and moves it to the end of the internal order).
     pub fn insert(&self, customer: Value) -> String {

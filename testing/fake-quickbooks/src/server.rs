@@ -22,7 +22,10 @@ const CDC_LOOKBACK_DAYS: i64 = 30;
 const CDC_MAX_OBJECTS: usize = 1000;
 
 pub(crate) fn router(fake: FakeQbo) -> Router {
-    admin::routes().fallback(api).with_state(fake)
+    admin::routes()
+        .route("/oauth2/v1/tokens/bearer", axum::routing::post(crate::oauth::token))
+        .fallback(api)
+        .with_state(fake)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +115,16 @@ fn gateway_fault(kind: &str, message: &str, detail: &str, code: &str, time: &str
     })
 }
 
-fn unauthorized(time: &str, format: Format) -> Reply {
+fn unauthorized(time: &str, format: Format, expired: bool) -> Reply {
+    let detail = if expired {
+        "Token expired"
+    } else {
+        "Token invalid or missing: expected Authorization: Bearer <access token>"
+    };
     let body = gateway_fault(
         "AUTHENTICATION",
         "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-        "Token invalid or missing: expected Authorization: Bearer <access token>",
+        detail,
         "3200",
         time,
     );
@@ -342,18 +350,23 @@ async fn api(
     reply.into_response(info.n)
 }
 
-fn authorized(fake: &FakeQbo, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
+/// Whether the request's bearer token is the fixed token or a live access
+/// token; `Err(expired)` says whether it was a known token that expired.
+fn authorized(fake: &FakeQbo, headers: &HeaderMap) -> Result<(), bool> {
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    match value.trim().split_once(' ') {
-        Some((scheme, token)) => {
-            scheme.eq_ignore_ascii_case("bearer") && token.trim() == fake.token()
-        }
-        None => false,
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned())
+        .ok_or(false)?;
+    if token == fake.token() {
+        return Ok(());
+    }
+    match crate::lock(&fake.inner.oauth).as_ref().map(|o| o.bearer(&token)) {
+        Some(crate::oauth::Bearer::Valid) => Ok(()),
+        Some(crate::oauth::Bearer::Expired) => Err(true),
+        _ => Err(false),
     }
 }
 
@@ -367,8 +380,8 @@ fn answer(
     format: Format,
 ) -> Reply {
     let time = response_time(fake.now());
-    if !authorized(fake, headers) {
-        return unauthorized(&time, format);
+    if let Err(expired) = authorized(fake, headers) {
+        return unauthorized(&time, format, expired);
     }
     let realm = match route {
         Route::Query { realm } | Route::Cdc { realm } | Route::Read { realm, .. } => Some(realm),

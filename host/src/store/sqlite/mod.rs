@@ -3,6 +3,7 @@
 //! host can read what the other wrote), and run locks as OS file locks.
 
 mod checkpoints;
+mod connections;
 mod migrations;
 mod records;
 
@@ -10,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use checkpoints::SqliteCheckpoints;
+pub use connections::{SqliteConnections, SqliteRuns};
 pub use records::SqliteRecords;
 
-use super::{CheckpointStore, Database, OpenMode, RecordStore, RunLease, RunStores, StoreError};
+use super::{CheckpointStore, ConnectionStore, Database, OpenMode, RecordStore, RunHistory, RunLease, RunStores, StoreError};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -24,6 +26,27 @@ impl From<r2d2::Error> for StoreError {
     fn from(error: r2d2::Error) -> Self {
         StoreError::Backend(format!("no database connection: {error}"))
     }
+}
+
+/// Makes the database readable by its owner alone: it holds credentials.
+/// SQLite gives its `-wal` and `-shm` files the database file's permissions.
+fn protect(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = PathBuf::from(file);
+            let Ok(metadata) = std::fs::metadata(&file) else { continue };
+            if metadata.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+                    StoreError::Backend(format!("cannot make {} private to its owner: {e}", file.display()))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Microseconds since the Unix epoch, now.
@@ -102,11 +125,16 @@ impl SqliteDatabase {
                 path.display()
             )));
         }
+        let created = !path.exists();
         let manager = Manager { path: path.to_owned() };
         let mut first = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         migrations::apply(&mut first).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let holds_secrets: bool = first.query_row("SELECT EXISTS (SELECT 1 FROM credentials)", [], |r| r.get(0))?;
         drop(first);
+        if created || holds_secrets {
+            protect(path)?;
+        }
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))
@@ -122,13 +150,13 @@ impl SqliteDatabase {
 
     /// The directory of run locks, beside the database file as SQLite keeps
     /// its `-wal` and `-shm` files: one empty file per connection ever run.
-    fn lock_path(&self, connection: &str) -> PathBuf {
+    fn lock_path(&self, connection: &str, kind: &str) -> PathBuf {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(connection.as_bytes());
         let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         let mut dir = self.path.clone().into_os_string();
         dir.push("-locks");
-        PathBuf::from(dir).join(format!("{name}.lock"))
+        PathBuf::from(dir).join(format!("{name}.{kind}.lock"))
     }
 }
 
@@ -153,26 +181,43 @@ impl Database for SqliteDatabase {
         })
     }
 
+    fn connections(&self) -> Result<Box<dyn ConnectionStore>, StoreError> {
+        Ok(Box::new(SqliteConnections::new(Shared::new(self.connection()?))))
+    }
+
+    fn runs(&self) -> Result<Box<dyn RunHistory>, StoreError> {
+        Ok(Box::new(SqliteRuns::new(Shared::new(self.connection()?))))
+    }
+
     fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError> {
-        let path = self.lock_path(connection);
-        let dir = path.parent().expect("a lock file has a directory");
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create the lock directory {}: {e}", dir.display())))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open the lock file {}: {e}", path.display())))?;
+        let file = self.lock_file(&self.lock_path(connection, "run"))?;
         // An OS lock (flock) belongs to the open file: it is released when the
         // holder drops it or dies, however it dies.
         match file.try_lock() {
             Ok(()) => Ok(Some(Box::new(FileLease { _file: file }))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(StoreError::Backend(format!("cannot lock {}: {e}", path.display())))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Backend(format!("cannot take a run lock: {e}"))),
         }
+    }
+
+    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn RunLease>, StoreError> {
+        let file = self.lock_file(&self.lock_path(connection, "refresh"))?;
+        file.lock().map_err(|e| StoreError::Backend(format!("cannot take a refresh lock: {e}")))?;
+        Ok(Box::new(FileLease { _file: file }))
+    }
+}
+
+impl SqliteDatabase {
+    fn lock_file(&self, path: &Path) -> Result<std::fs::File, StoreError> {
+        let dir = path.parent().expect("a lock file has a directory");
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create the lock directory {}: {e}", dir.display())))?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open the lock file {}: {e}", path.display())))
     }
 }
 

@@ -1,9 +1,11 @@
-//! Records in SQLite. Records of a (connection, model) pair share an integer
+//! Records in SQLite. Every write takes the write lock when it begins
+//! (`BEGIN IMMEDIATE`), so a concurrent writer waits (busy timeout) instead of
+//! failing on a read-then-write upgrade. Records of a (connection, model) pair share an integer
 //! `scope`, so the ordering index is `(scope, last_modified_at, id)` over
 //! integers and short text: the shape of that index is what bounds write
 //! throughput.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{now_us, Shared};
 use crate::store::{
@@ -102,7 +104,7 @@ fn open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> Result<Scope
 impl RecordStore for SqliteRecords {
     fn save(&mut self, scope: &Scope, records: &[ValidRecord]) -> Result<BatchOutcome, StoreError> {
         let mut connection = self.connection.lock();
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut row = scope_row(&tx, scope)?;
         let mut outcome = BatchOutcome::default();
         {
@@ -150,7 +152,7 @@ impl RecordStore for SqliteRecords {
 
     fn delete(&mut self, scope: &Scope, ids: &[String]) -> Result<BatchOutcome, StoreError> {
         let mut connection = self.connection.lock();
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut row = scope_row(&tx, scope)?;
         let deleted = soft_delete(&tx, &mut row, ids)?;
         save_clock(&tx, &row)?;
@@ -160,7 +162,7 @@ impl RecordStore for SqliteRecords {
 
     fn begin_listing(&mut self, scope: &Scope) -> Result<u64, StoreError> {
         let mut connection = self.connection.lock();
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = scope_row(&tx, scope)?;
         let listing: i64 = tx.query_row(
             "UPDATE scopes SET last_listing = last_listing + 1, open_listing = last_listing + 1 WHERE id = ?1
@@ -187,7 +189,7 @@ impl RecordStore for SqliteRecords {
 
     fn keep(&mut self, scope: &Scope, listing: u64, ids: &[String]) -> Result<(), StoreError> {
         let mut connection = self.connection.lock();
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = open_scope(&tx, scope, listing)?;
         {
             let mut seen = tx.prepare_cached(
@@ -203,7 +205,7 @@ impl RecordStore for SqliteRecords {
 
     fn end_listing(&mut self, scope: &Scope, listing: u64) -> Result<BatchOutcome, StoreError> {
         let mut connection = self.connection.lock();
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut row = open_scope(&tx, scope, listing)?;
         let unseen: Vec<String> = {
             let mut statement = tx.prepare(

@@ -1,0 +1,310 @@
+//! The control API (docs/api.md, "Control"): connections, their status and
+//! schedule, run now, reset, pause, resume, frequency, and run history.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use super::{format_us, internal, shorten, ApiError, ApiState};
+use crate::runs::every::{format_every, parse_every};
+use crate::runtime::SummaryLine;
+use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Outcome, RunRecord, StoreError};
+
+/// Runs per page of history, by default and at most.
+const DEFAULT_RUNS: u32 = 20;
+const MAX_RUNS: u32 = 1000;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/connections", get(list))
+        .route("/connections/{id}", get(show).patch(patch))
+        .route("/connections/{id}/sync", post(sync))
+        .route("/connections/{id}/pause", post(pause))
+        .route("/connections/{id}/resume", post(resume))
+        .route("/connections/{id}/runs", get(runs))
+}
+
+#[derive(Serialize)]
+struct RunView {
+    id: String,
+    trigger: &'static str,
+    started_at: String,
+    ended_at: Option<String>,
+    /// `success`, `failure`, or null while the run goes on.
+    outcome: Option<&'static str>,
+    summary: Option<SummaryLine>,
+    error: Option<String>,
+}
+
+impl From<RunRecord> for RunView {
+    fn from(run: RunRecord) -> Self {
+        RunView {
+            id: run.id,
+            trigger: run.trigger.as_str(),
+            started_at: format_us(run.started_us),
+            ended_at: run.ended_us.map(format_us),
+            outcome: run.outcome.map(Outcome::as_str),
+            summary: run.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+            error: run.error,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ConnectionView {
+    id: String,
+    realm_id: Option<String>,
+    base_url: String,
+    /// idle | running | paused | needs_reauth | failing
+    status: &'static str,
+    /// Why: the last error, or what re-authorising takes. Never a secret.
+    status_message: Option<String>,
+    every: String,
+    next_run_at: Option<String>,
+    last_run: Option<RunView>,
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError { status: StatusCode::NOT_FOUND, code: "unknown_connection", message: format!("no connection `{}`", shorten(id)) }
+}
+
+fn conflict(code: &'static str, message: String) -> ApiError {
+    ApiError { status: StatusCode::CONFLICT, code, message }
+}
+
+fn store(error: StoreError) -> ApiError {
+    internal(error)
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(internal)?
+}
+
+impl ApiState {
+    fn view(&self, connection: Connection) -> Result<ConnectionView, ApiError> {
+        let (mut last, _) = self.db.runs().and_then(|mut r| r.list(&connection.id, None, 5)).map_err(store)?;
+        last.retain(|run| run.outcome.is_some());
+        let every = connection.every.or(self.control.component_interval).unwrap_or(Duration::from_secs(3600));
+        let status = if connection.paused { "paused" } else { connection.status.as_str() };
+        Ok(ConnectionView {
+            realm_id: connection.config.get("realmId").cloned(),
+            base_url: connection.base_url,
+            status,
+            status_message: connection.status_message,
+            every: format_every(every),
+            next_run_at: if connection.paused || connection.status == ConnectionStatus::NeedsReauth {
+                None
+            } else {
+                Some(format_us(connection.next_run_at_us.unwrap_or(connection.created_us)))
+            },
+            last_run: last.into_iter().next().map(RunView::from),
+            id: connection.id,
+        })
+    }
+
+    fn connection(&self, id: &str) -> Result<Connection, ApiError> {
+        self.db.connections().and_then(|mut c| c.get(id)).map_err(store)?.ok_or_else(|| not_found(id))
+    }
+
+    fn update(&self, id: &str, update: &ConnectionUpdate) -> Result<ConnectionView, ApiError> {
+        let connection =
+            self.db.connections().and_then(|mut c| c.update(id, update)).map_err(store)?.ok_or_else(|| not_found(id))?;
+        self.view(connection)
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = &self.control.waker {
+            waker.notify_one();
+        }
+    }
+}
+
+/// The JSON body of a request, as an object; empty means `{}`.
+fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")),
+    }
+}
+
+fn known_fields(body: &serde_json::Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+    match body.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::bad_request(
+            "unknown_field",
+            format!("unknown field `{}`; known: {}", shorten(key), known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn flag(body: &serde_json::Map<String, Value>, name: &str) -> Result<bool, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_request("invalid_body", format!("`{name}` must be true or false"))),
+    }
+}
+
+async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let views = blocking(move || {
+        let connections = state.db.connections().and_then(|mut c| c.list()).map_err(store)?;
+        connections.into_iter().map(|c| state.view(c)).collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    Ok(Json(json!({ "connections": views })).into_response())
+}
+
+async fn show(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let view = blocking(move || state.view(state.connection(&id)?)).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn patch(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let body = body_object(&body)?;
+    known_fields(&body, &["every"])?;
+    let every = match body.get("every") {
+        None => return Err(ApiError::bad_request("invalid_body", "nothing to change: give `every`")),
+        Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_every(text).map_err(|why| ApiError::bad_request("invalid_every", why))?),
+        Some(_) => return Err(ApiError::bad_request("invalid_every", "`every` must be a duration such as \"15m\", or null")),
+    };
+    let view = blocking(move || {
+        let connection = state.connection(&id)?;
+        let (runs, _) = state.db.runs().and_then(|mut r| r.list(&id, None, 1)).map_err(store)?;
+        let interval = every.or(state.control.component_interval).unwrap_or(Duration::from_secs(3600));
+        // The new interval counts from the last run's start (or now).
+        let from = runs.first().map(|r| r.started_us).unwrap_or_else(crate::store::sqlite::now_us);
+        let next = if connection.status == ConnectionStatus::Failing {
+            connection.next_run_at_us
+        } else {
+            Some(from + interval.as_micros() as i64)
+        };
+        let view = state.update(&id, &ConnectionUpdate { every: Some(every), next_run_at_us: Some(next), ..Default::default() })?;
+        state.wake();
+        Ok(view)
+    })
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+async fn sync(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let body = body_object(&body)?;
+    known_fields(&body, &["reset", "empty"])?;
+    let (reset, empty) = (flag(&body, "reset")?, flag(&body, "empty")?);
+    if empty && !reset {
+        return Err(ApiError::bad_request("invalid_body", "`empty` needs `reset`: emptying the records forgets the checkpoint too"));
+    }
+    let view = blocking(move || {
+        let connection = state.connection(&id)?;
+        if connection.paused {
+            return Err(conflict("paused", format!("connection `{id}` is paused; resume it first")));
+        }
+        if connection.status == ConnectionStatus::NeedsReauth {
+            return Err(conflict(
+                "needs_reauth",
+                format!("connection `{id}` needs to be authorised again: {}", connection.status_message.unwrap_or_default()),
+            ));
+        }
+        if reset {
+            // Holding the run lock while resetting: no run can save a
+            // checkpoint over the reset.
+            let Some(_lease) = state.db.try_lock_run(&id).map_err(store)? else {
+                return Err(conflict("running", format!("connection `{id}` is running; reset it when the run ends")));
+            };
+            state.db.connections().and_then(|mut c| c.reset(&id, empty)).map_err(store)?;
+        }
+        let view = state.update(&id, &ConnectionUpdate { next_run_at_us: Some(None), ..Default::default() })?;
+        state.wake();
+        Ok(view)
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+async fn pause(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let view = blocking(move || state.update(&id, &ConnectionUpdate { paused: Some(true), ..Default::default() })).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn resume(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let view = blocking(move || {
+        let view = state.update(&id, &ConnectionUpdate { paused: Some(false), ..Default::default() })?;
+        state.wake();
+        Ok(view)
+    })
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+fn encode_run_cursor(run: &RunRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!("r1|{}|{}", run.started_us, run.id))
+}
+
+fn decode_run_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    let invalid = || ApiError::bad_request("invalid_cursor", format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)));
+    let text = URL_SAFE_NO_PAD.decode(cursor).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
+    let mut parts = text.splitn(3, '|');
+    match (parts.next(), parts.next().and_then(|m| m.parse::<i64>().ok()), parts.next()) {
+        (Some("r1"), Some(micros), Some(id)) if !id.is_empty() => Ok((micros, id.to_owned())),
+        _ => Err(invalid()),
+    }
+}
+
+async fn runs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let mut limit = DEFAULT_RUNS;
+    let mut before = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "limit" => {
+                limit = value.parse::<u32>().ok().filter(|l| (1..=MAX_RUNS).contains(l)).ok_or_else(|| {
+                    ApiError::bad_request("invalid_limit", format!("`limit` must be an integer from 1 to {MAX_RUNS}, got `{}`", shorten(&value)))
+                })?
+            }
+            "cursor" => before = Some(decode_run_cursor(&value)?),
+            other => {
+                return Err(ApiError::bad_request("unknown_parameter", format!("unknown parameter `{}`; known: limit, cursor", shorten(other))))
+            }
+        }
+    }
+    let page = blocking(move || {
+        state.connection(&id)?;
+        let (runs, more) = state.db.runs().and_then(|mut r| r.list(&id, before, limit)).map_err(store)?;
+        let next_cursor = if more { runs.last().map(encode_run_cursor) } else { None };
+        Ok(json!({ "runs": runs.into_iter().map(RunView::from).collect::<Vec<_>>(), "next_cursor": next_cursor }))
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}

@@ -1,0 +1,191 @@
+//! `sync-host connections add | list | remove` (docs/connections.md).
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{load_component, parse_key_value};
+use crate::provider::oauth::INTUIT_TOKEN_URL;
+use crate::runs::every::{format_every, parse_every};
+use crate::store::{self, Connection, ConnectionStatus, OpenMode, StoredCredentials};
+
+#[derive(Subcommand)]
+pub enum ConnectionsCommand {
+    /// Add a connection the scheduler runs (`serve --schedule`).
+    Add(AddArgs),
+    /// Print every connection, one JSON object a line.
+    List {
+        /// The host's database.
+        #[arg(long)]
+        db: String,
+    },
+    /// Remove a connection and its credentials; its records stay unless `--purge`.
+    Remove {
+        /// The connection id.
+        id: String,
+        /// The host's database.
+        #[arg(long)]
+        db: String,
+        /// Also delete its records, checkpoint and run history.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+/// A secret given on the command line, in the environment, or as
+/// `@path/to/file` (its content, trimmed). Never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    let value = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the secret file {path}: {e}"))?
+            .trim()
+            .to_owned(),
+        None => text.to_owned(),
+    };
+    if value.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    Ok(Secret(value))
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// The connection id (records are served under `Connection-Id: <id>`).
+    id: String,
+    /// The host's database (created if missing).
+    #[arg(long)]
+    db: String,
+    /// The provider's base URL, e.g. https://sandbox-quickbooks.api.intuit.com.
+    #[arg(long)]
+    base_url: String,
+    /// The QuickBooks company (realm) id; sets the configuration key `realmId`.
+    #[arg(long)]
+    realm_id: String,
+    /// OAuth client id of your Intuit app.
+    #[arg(long, env = "QBO_CLIENT_ID", requires_all = ["client_secret", "refresh_token"], conflicts_with = "access_token")]
+    client_id: Option<String>,
+    /// OAuth client secret (or env QBO_CLIENT_SECRET, or @file); never printed.
+    #[arg(long, env = "QBO_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    client_secret: Option<Secret>,
+    /// The refresh token of the company's authorisation (or env
+    /// QBO_REFRESH_TOKEN, or @file); never printed.
+    #[arg(long, env = "QBO_REFRESH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    refresh_token: Option<Secret>,
+    /// The token endpoint (Intuit's by default; the fake's for tests).
+    #[arg(long, default_value = INTUIT_TOKEN_URL)]
+    token_url: String,
+    /// A fixed access token instead of OAuth, for quick tries (it expires in
+    /// an hour); or env QBO_ACCESS_TOKEN, or @file.
+    #[arg(long, env = "QBO_ACCESS_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    access_token: Option<Secret>,
+    /// How often to run: `30s`, `15m`, `1h`, `1d` (default: the component's frequency).
+    #[arg(long, value_parser = parse_every)]
+    every: Option<std::time::Duration>,
+    /// A configuration value the component reads, `key=value` (repeatable).
+    #[arg(long = "config", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// The component the connection runs (to check its configuration keys);
+    /// defaults to the built guest.
+    #[arg(long)]
+    component: Option<PathBuf>,
+}
+
+pub fn run(command: ConnectionsCommand) -> anyhow::Result<()> {
+    match command {
+        ConnectionsCommand::Add(args) => add(args),
+        ConnectionsCommand::List { db } => list(&db),
+        ConnectionsCommand::Remove { id, db, purge } => remove(&id, &db, purge),
+    }
+}
+
+fn add(args: AddArgs) -> anyhow::Result<()> {
+    let credentials = match (args.client_id, args.client_secret, args.refresh_token, args.access_token) {
+        (Some(client_id), Some(client_secret), Some(refresh_token), _) => StoredCredentials::OAuth {
+            token_url: args.token_url,
+            client_id,
+            client_secret: client_secret.0,
+            refresh_token: refresh_token.0,
+            access_token: None,
+            access_expires_us: None,
+            access_issued_us: None,
+        },
+        (None, None, None, Some(token)) => StoredCredentials::AccessToken(token.0),
+        _ => anyhow::bail!(
+            "give either --client-id, --client-secret and --refresh-token (OAuth), or --access-token (quick tries)"
+        ),
+    };
+    if !(args.base_url.starts_with("http://") || args.base_url.starts_with("https://")) {
+        anyhow::bail!("--base-url `{}` must start with http:// or https://", args.base_url);
+    }
+    let mut config: BTreeMap<String, String> = args.config.into_iter().collect();
+    if config.get("realmId").is_some_and(|r| *r != args.realm_id) {
+        anyhow::bail!("--config realmId={} contradicts --realm-id {}", config["realmId"], args.realm_id);
+    }
+    config.insert("realmId".into(), args.realm_id);
+    let runtime = load_component(args.component)?;
+    runtime.metadata().check_config(config.keys()).map_err(anyhow::Error::msg)?;
+    let db = store::open(&args.db, OpenMode::Create)?;
+    let connection = Connection {
+        id: args.id.clone(),
+        base_url: args.base_url.trim_end_matches('/').to_owned(),
+        config,
+        every: args.every,
+        paused: false,
+        status: ConnectionStatus::Idle,
+        status_message: None,
+        failures: 0,
+        next_run_at_us: None,
+        created_us: 0,
+        updated_us: 0,
+    };
+    db.connections()?.insert(&connection, &credentials)?;
+    let every = args.every.or_else(|| runtime.metadata().interval()).map(format_every).unwrap_or_default();
+    eprintln!("added connection `{}` (every {every}); `sync-host serve --db {} --schedule` runs it", args.id, args.db);
+    Ok(())
+}
+
+fn list(db: &str) -> anyhow::Result<()> {
+    let db = store::open(db, OpenMode::MustExist)?;
+    for connection in db.connections()?.list()? {
+        let (runs, _) = db.runs()?.list(&connection.id, None, 5)?;
+        let last = runs.into_iter().find(|r| r.outcome.is_some());
+        let line = serde_json::json!({
+            "id": connection.id,
+            "realm_id": connection.config.get("realmId"),
+            "base_url": connection.base_url,
+            "every": connection.every.map(format_every),
+            "status": if connection.paused { "paused" } else { connection.status.as_str() },
+            "status_message": connection.status_message,
+            "last_run": last.map(|r| serde_json::json!({
+                "started_at": crate::api::format_us(r.started_us),
+                "ended_at": r.ended_us.map(crate::api::format_us),
+                "outcome": r.outcome.map(|o| o.as_str()),
+                "summary": r.summary.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
+                "error": r.error,
+            })),
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn remove(id: &str, db: &str, purge: bool) -> anyhow::Result<()> {
+    let db = store::open(db, OpenMode::MustExist)?;
+    let Some(_lease) = db.try_lock_run(id)? else {
+        anyhow::bail!("connection `{id}` is running; remove it when the run ends");
+    };
+    let removed = db.connections()?.remove(id, purge).context("cannot remove the connection")?;
+    anyhow::ensure!(removed, "no connection `{id}`");
+    eprintln!("removed connection `{id}`{}", if purge { " and its records" } else { "; its records stay" });
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! OAuth 2.0 credentials of a stored connection (docs/connections.md,
+//! "OAuth"): the host obtains access tokens with the refresh token, refreshes
+//! them shortly before they expire and once when the provider answers 401,
+//! and stores a rotated refresh token, in one transaction with the new access
+//! token, **before** it uses that access token, so a crash right after a
+//! refresh never loses the connection. Refreshes of one connection never
+//! overlap, across processes too (the store's refresh lock). A refresh token
+//! the provider refuses (`invalid_grant`, `invalid_client`) marks the
+//! connection as needing re-authorisation: no retry storm, nothing stored is
+//! touched.
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{ClientId, ClientSecret, RefreshToken, RequestTokenError, TokenResponse, TokenUrl};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::credentials::{CredentialError, Credentials};
+use crate::store::{ConnectionStatus, ConnectionUpdate, Database, StoredCredentials, Tokens};
+
+/// Intuit's token endpoint.
+pub const INTUIT_TOKEN_URL: &str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer";
+/// Refresh this long before an access token expires (or, for tokens that
+/// live less than 20 minutes, when a quarter of their life is left).
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// When the provider does not say how long a token lasts.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A live access token.
+#[derive(Clone)]
+struct Access {
+    token: String,
+    issued_us: i64,
+    expires_us: i64,
+}
+
+impl Access {
+    fn refresh_at_us(&self) -> i64 {
+        let margin = (REFRESH_MARGIN.as_micros() as i64).min((self.expires_us - self.issued_us) / 4);
+        self.expires_us - margin
+    }
+}
+
+/// The credentials of one stored OAuth connection.
+pub struct OAuthCredentials {
+    connection: String,
+    db: Arc<dyn Database>,
+    agent: ureq::Agent,
+    cached: Mutex<Option<Access>>,
+    /// A token the provider refused with 401: never used again.
+    refused: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for OAuthCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthCredentials").field("connection", &self.connection).finish_non_exhaustive()
+    }
+}
+
+fn now_us() -> i64 {
+    crate::store::sqlite::now_us()
+}
+
+impl OAuthCredentials {
+    pub fn new(connection: &str, db: Arc<dyn Database>) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        OAuthCredentials {
+            connection: connection.to_owned(),
+            db,
+            agent,
+            cached: Mutex::new(None),
+            refused: Mutex::new(None),
+        }
+    }
+
+    fn usable(&self, access: &Access) -> bool {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.as_deref() != Some(access.token.as_str()) && access.refresh_at_us() > now_us()
+    }
+
+    fn store_error(error: crate::store::StoreError) -> CredentialError {
+        CredentialError::Unavailable(format!("cannot read the connection's credentials: {error}"))
+    }
+
+    /// Refreshes under the connection's refresh lock. Another process may have
+    /// refreshed while this one waited: then its stored token is used.
+    fn refresh(&self) -> Result<Access, CredentialError> {
+        let _lock = self.db.lock_refresh(&self.connection).map_err(Self::store_error)?;
+        let stored = self.db.connections().and_then(|mut c| c.credentials(&self.connection)).map_err(Self::store_error)?;
+        let Some(StoredCredentials::OAuth {
+            token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            access_token,
+            access_expires_us,
+            access_issued_us,
+        }) = stored
+        else {
+            return Err(CredentialError::Missing(format!("connection `{}` has no OAuth credentials", self.connection)));
+        };
+        if let (Some(token), Some(expires_us)) = (access_token, access_expires_us) {
+            let access = Access { token, issued_us: access_issued_us.unwrap_or(expires_us), expires_us };
+            if self.usable(&access) {
+                return Ok(access);
+            }
+        }
+        let client = BasicClient::new(ClientId::new(client_id))
+            .set_client_secret(ClientSecret::new(client_secret))
+            .set_token_uri(
+                TokenUrl::new(token_url.clone())
+                    .map_err(|e| CredentialError::Missing(format!("the token URL `{token_url}` is not a URL: {e}")))?,
+            );
+        let http = |request: oauth2::HttpRequest| -> Result<oauth2::HttpResponse, ureq::Error> {
+            let mut response = self.agent.run(request)?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.body_mut().read_to_vec()?;
+            let mut answer = oauth2::HttpResponse::new(body);
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            Ok(answer)
+        };
+        let result = client.exchange_refresh_token(&RefreshToken::new(refresh_token)).request(&http);
+        match result {
+            Ok(response) => {
+                let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
+                let issued_us = now_us();
+                let tokens = Tokens {
+                    access_token: response.access_token().secret().clone(),
+                    access_expires_us: issued_us + lifetime.as_micros() as i64,
+                    refresh_token: response.refresh_token().map(|r| r.secret().clone()),
+                };
+                // Stored before it is used: a crash from here on keeps the rotated token.
+                self.db
+                    .connections()
+                    .and_then(|mut c| c.save_tokens(&self.connection, &tokens))
+                    .map_err(|e| CredentialError::Unavailable(format!("cannot store the refreshed tokens: {e}")))?;
+                tracing::info!(
+                    target: "oauth",
+                    connection = %self.connection,
+                    rotated = tokens.refresh_token.is_some(),
+                    "access token refreshed"
+                );
+                Ok(Access { token: tokens.access_token, issued_us, expires_us: tokens.access_expires_us })
+            }
+            Err(RequestTokenError::ServerResponse(error))
+                if matches!(error.error(), BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::InvalidClient) =>
+            {
+                let why = format!(
+                    "the provider refused to refresh the access token ({}{}): authorise the connection again \
+                     (`sync-host connections add {} --refresh-token …` after `connections remove`)",
+                    error.error().as_ref(),
+                    error.error_description().map(|d| format!(": {d}")).unwrap_or_default(),
+                    self.connection
+                );
+                let update = ConnectionUpdate {
+                    status: Some(ConnectionStatus::NeedsReauth),
+                    status_message: Some(Some(why.clone())),
+                    ..Default::default()
+                };
+                if let Err(e) = self.db.connections().and_then(|mut c| c.update(&self.connection, &update)) {
+                    tracing::error!(target: "oauth", connection = %self.connection, "cannot mark the connection: {e}");
+                }
+                Err(CredentialError::NeedsReauthorisation(why))
+            }
+            Err(RequestTokenError::ServerResponse(error)) => Err(CredentialError::Unavailable(format!(
+                "the token endpoint answered {}",
+                error.error().as_ref()
+            ))),
+            Err(RequestTokenError::Request(e)) => {
+                Err(CredentialError::Unavailable(format!("cannot reach the token endpoint: {e}")))
+            }
+            // The body is not quoted: it could hold a token.
+            Err(RequestTokenError::Parse(e, _)) => {
+                Err(CredentialError::Unavailable(format!("the token endpoint's answer is not what OAuth 2.0 says: {}", e.path())))
+            }
+            Err(RequestTokenError::Other(message)) => Err(CredentialError::Unavailable(message)),
+        }
+    }
+}
+
+impl Credentials for OAuthCredentials {
+    fn access_token(&self) -> Result<String, CredentialError> {
+        let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(access) = cached.filter(|a| self.usable(a)) {
+            return Ok(access.token);
+        }
+        let access = self.refresh()?;
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(access.clone());
+        Ok(access.token)
+    }
+
+    fn rejected(&self, token: &str) -> Result<bool, CredentialError> {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_owned());
+        Ok(true)
+    }
+}

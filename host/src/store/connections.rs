@@ -1,0 +1,136 @@
+//! Connections the host runs unattended: where their provider is, their
+//! configuration, schedule, status and credentials.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::StoreError;
+
+/// What a connection is doing, as the control API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionStatus {
+    Idle,
+    Running,
+    /// The last run failed; runs go on, backing off.
+    Failing,
+    /// The provider refused the credentials; nothing runs until a person
+    /// authorises the connection again.
+    NeedsReauth,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Idle => "idle",
+            ConnectionStatus::Running => "running",
+            ConnectionStatus::Failing => "failing",
+            ConnectionStatus::NeedsReauth => "needs_reauth",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "idle" => Some(ConnectionStatus::Idle),
+            "running" => Some(ConnectionStatus::Running),
+            "failing" => Some(ConnectionStatus::Failing),
+            "needs_reauth" => Some(ConnectionStatus::NeedsReauth),
+            _ => None,
+        }
+    }
+}
+
+/// A connection, without its credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub id: String,
+    pub base_url: String,
+    /// The configuration the component reads (`realmId`, …).
+    pub config: BTreeMap<String, String>,
+    /// Time between runs; `None`: the component's declared frequency.
+    pub every: Option<Duration>,
+    pub paused: bool,
+    pub status: ConnectionStatus,
+    /// Why the status is what it is (the last error), never a secret.
+    pub status_message: Option<String>,
+    /// Failed runs in a row.
+    pub failures: u32,
+    /// When the next run is due (µs since the epoch); `None`: now.
+    pub next_run_at_us: Option<i64>,
+    pub created_us: i64,
+    pub updated_us: i64,
+}
+
+/// A connection's credentials as stored. `Debug` never shows a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredCredentials {
+    /// OAuth 2.0 with a refresh token; the access token is obtained by the host.
+    OAuth {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        refresh_token: String,
+        access_token: Option<String>,
+        access_expires_us: Option<i64>,
+        /// When the access token was stored (µs since the epoch).
+        access_issued_us: Option<i64>,
+    },
+    /// A fixed access token (quick tries): it cannot be refreshed.
+    AccessToken(String),
+}
+
+impl std::fmt::Debug for StoredCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredCredentials::OAuth { token_url, client_id, access_expires_us, .. } => f
+                .debug_struct("OAuth")
+                .field("token_url", token_url)
+                .field("client_id", client_id)
+                .field("access_expires_us", access_expires_us)
+                .finish_non_exhaustive(),
+            StoredCredentials::AccessToken(_) => f.write_str("AccessToken(<redacted>)"),
+        }
+    }
+}
+
+/// What a refresh obtained. Stored in one transaction, the rotated refresh
+/// token included, before the access token is used.
+pub struct Tokens {
+    pub access_token: String,
+    pub access_expires_us: i64,
+    /// A new refresh token, when the provider rotated it.
+    pub refresh_token: Option<String>,
+}
+
+/// A change to a connection; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionUpdate {
+    pub paused: Option<bool>,
+    pub every: Option<Option<Duration>>,
+    pub status: Option<ConnectionStatus>,
+    pub status_message: Option<Option<String>>,
+    pub failures: Option<u32>,
+    pub next_run_at_us: Option<Option<i64>>,
+}
+
+/// A connections backend. Each call is one transaction.
+pub trait ConnectionStore: Send {
+    /// Adds a connection; refused with [`StoreError::ConnectionExists`] if the id is taken.
+    fn insert(&mut self, connection: &Connection, credentials: &StoredCredentials) -> Result<(), StoreError>;
+    fn get(&mut self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Every connection, by id.
+    fn list(&mut self) -> Result<Vec<Connection>, StoreError>;
+    /// Applies `update`; returns the connection after it, `None` if unknown.
+    fn update(&mut self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError>;
+    /// Removes the connection and its credentials; with `purge`, its records,
+    /// checkpoints and run history too. Returns whether it existed.
+    fn remove(&mut self, id: &str, purge: bool) -> Result<bool, StoreError>;
+    /// Connections due at `now_us`: not paused, not waiting for
+    /// re-authorisation, next run at or before now.
+    fn due(&mut self, now_us: i64) -> Result<Vec<Connection>, StoreError>;
+    fn credentials(&mut self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
+    /// Stores what a refresh obtained, atomically.
+    fn save_tokens(&mut self, id: &str, tokens: &Tokens) -> Result<(), StoreError>;
+    /// Forgets the connection's checkpoints (its next run starts over); with
+    /// `empty`, deletes its records too.
+    fn reset(&mut self, id: &str, empty: bool) -> Result<(), StoreError>;
+}

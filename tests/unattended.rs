@@ -1,0 +1,346 @@
+//! Running unattended against QuickBooks companies (docs/connections.md):
+//! connections with OAuth that rotates, the scheduler, the control API, and
+//! shutting down mid-run. Real processes over loopback; no secret in any
+//! output.
+
+use chrono::Duration;
+use e2e_tests::*;
+use fake_qbo::RequestKind;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration as Wait;
+
+const CLIENT_ID: &str = "e2e-client";
+const CLIENT_SECRET: &str = "e2e-client-secret-do-not-leak";
+
+/// A fake company with its token endpoint on; returns the harness and the
+/// first refresh token.
+fn oauth_company(generated: usize) -> (Harness, String) {
+    let harness = Harness::new(company(generated, 10, 0.0));
+    let refresh_token = harness.fake.enable_oauth(CLIENT_ID, CLIENT_SECRET);
+    (harness, refresh_token)
+}
+
+fn add_oauth_connection(harness: &Harness, id: &str, refresh_token: &str, every: &str) {
+    let token_url = format!("{}/oauth2/v1/tokens/bearer", harness.base_url);
+    add_connection(
+        &harness.db(),
+        id,
+        &harness.base_url,
+        &["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--refresh-token", refresh_token, "--token-url", &token_url, "--every", every],
+    );
+}
+
+/// The stored credentials of a connection, as the host keeps them.
+fn stored_refresh_token(harness: &Harness, id: &str) -> String {
+    match harness.database().connections().unwrap().credentials(id).unwrap() {
+        Some(sync_host::store::StoredCredentials::OAuth { refresh_token, .. }) => refresh_token,
+        other => panic!("no OAuth credentials: {other:?}"),
+    }
+}
+
+fn connection(serve: &ServeProcess, id: &str) -> Value {
+    let (status, body) = serve.api.get(&format!("/connections/{id}"), &[]);
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn runs(serve: &ServeProcess, id: &str) -> Vec<Value> {
+    let (status, body) = serve.api.get(&format!("/connections/{id}/runs?limit=1000"), &[]);
+    assert_eq!(status, 200, "{body}");
+    body["runs"].as_array().unwrap().clone()
+}
+
+fn finished_runs(serve: &ServeProcess, id: &str) -> Vec<Value> {
+    runs(serve, id).into_iter().filter(|r| !r["outcome"].is_null()).collect()
+}
+
+fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!text.contains(secret), "a secret leaked into {what}: {text}");
+    }
+}
+
+#[test]
+fn an_access_token_expiring_mid_sync_is_refreshed_and_the_run_completes() {
+    let (harness, first_refresh) = oauth_company(3500);
+    add_oauth_connection(&harness, "acme", &first_refresh, "1h");
+    harness.fake.on_request(|request, fake| {
+        if request.kind == RequestKind::Query && request.n == 3 {
+            fake.expire_access_tokens();
+        }
+        None
+    });
+    let db = harness.db();
+    let wasm = guest_wasm().to_str().unwrap().to_owned();
+    let (ok, stdout, stderr) = sync_host_cli(
+        &["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component", &wasm, "-v"],
+        &[("RUST_LOG", "trace")],
+    )
+    .unwrap();
+    assert!(ok, "{stderr}");
+    assert_eq!(harness.fake.token_refreshes(), 2, "one to start, one after the 401");
+    assert!(stderr.contains("access token refreshed"));
+    harness.connection_as("acme").assert_store_matches_upstream();
+    let rotated = stored_refresh_token(&harness, "acme");
+    assert_ne!(rotated, first_refresh, "the rotated refresh token was stored");
+    let all_output = format!("{stdout}{stderr}");
+    assert_no_secret("the run's output (RUST_LOG=trace)", &all_output, &[CLIENT_SECRET, &first_refresh, &rotated, "fake-access-"]);
+}
+
+#[test]
+fn a_host_killed_right_after_a_refresh_keeps_the_rotated_token() {
+    let (harness, first_refresh) = oauth_company(2500);
+    add_oauth_connection(&harness, "acme", &first_refresh, "1h");
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    harness.fake.on_request(move |request, _| {
+        seen.store(request.n, Ordering::SeqCst);
+        (request.n == 1).then(|| std::thread::sleep(Wait::from_secs(5)));
+        None
+    });
+    let db = harness.db();
+    let mut child = std::process::Command::new(host_binary())
+        .args(["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component"])
+        .arg(guest_wasm())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The refresh happened, and its first request with the new token is in flight.
+    wait_until("the first request after the refresh", Wait::from_secs(60), || reached.load(Ordering::SeqCst) >= 1);
+    assert_eq!(harness.fake.token_refreshes(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    harness.fake.clear_hooks();
+    // The superseded token is refused by the provider; the stored one works.
+    assert_ne!(stored_refresh_token(&harness, "acme"), first_refresh);
+    let wasm = guest_wasm().to_str().unwrap().to_owned();
+    let (ok, _, stderr) =
+        sync_host_cli(&["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component", &wasm], &[]).unwrap();
+    assert!(ok, "the restarted host works with the rotated token: {stderr}");
+    harness.connection_as("acme").assert_store_matches_upstream();
+}
+
+#[test]
+fn a_revoked_refresh_token_needs_reauthorisation_without_a_retry_storm() {
+    let (harness, refresh) = oauth_company(300);
+    add_oauth_connection(&harness, "acme", &refresh, "1s");
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule", "--failure-backoff-secs", "1"], &[]);
+    wait_until("the first run", Wait::from_secs(30), || !finished_runs(&serve, "acme").is_empty());
+    let before = harness.connection_as("acme").api_records("limit=1000");
+    harness.fake.revoke_refresh_tokens();
+    harness.fake.expire_access_tokens();
+    wait_until("needs_reauth", Wait::from_secs(30), || connection(&serve, "acme")["status"] == "needs_reauth");
+    let requests = harness.fake.token_requests();
+    std::thread::sleep(Wait::from_secs(4));
+    assert_eq!(harness.fake.token_requests(), requests, "no retry storm: the schedule stopped");
+    let shown = connection(&serve, "acme");
+    assert!(shown["status_message"].as_str().unwrap().contains("invalid_grant"), "{shown}");
+    assert!(shown["next_run_at"].is_null());
+    let (status, body) = serve.api.request("POST", "/connections/acme/sync", &[]);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("needs_reauth")), "{body}");
+    assert_eq!(harness.connection_as("acme").api_records("limit=1000"), before, "records intact");
+    assert_no_secret("serve's log", &serve.stderr(), &[CLIENT_SECRET, &refresh]);
+}
+
+#[test]
+fn one_connection_never_runs_twice_at_once_across_processes() {
+    let (harness, refresh) = oauth_company(2500);
+    add_oauth_connection(&harness, "acme", &refresh, "1h");
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    harness.fake.on_request(move |request, _| {
+        seen.store(request.n, Ordering::SeqCst);
+        (request.n == 1).then(|| std::thread::sleep(Wait::from_secs(3)));
+        None
+    });
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
+    wait_until("the scheduled run to start", Wait::from_secs(30), || reached.load(Ordering::SeqCst) >= 1);
+    assert_eq!(connection(&serve, "acme")["status"], "running");
+    let wasm = guest_wasm().to_str().unwrap().to_owned();
+    let db = harness.db();
+    let (ok, _, stderr) =
+        sync_host_cli(&["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component", &wasm], &[]).unwrap();
+    assert!(!ok);
+    assert!(stderr.contains("another run holds connection `acme`"), "{stderr}");
+    wait_until("the scheduled run to end", Wait::from_secs(60), || !finished_runs(&serve, "acme").is_empty());
+    assert_eq!(finished_runs(&serve, "acme")[0]["outcome"], "success");
+    harness.connection_as("acme").assert_store_matches_upstream();
+}
+
+#[test]
+fn the_scheduler_runs_due_connections_skips_paused_and_backs_off_a_failing_one() {
+    let harness = Harness::new(company(100, 10, 0.0));
+    // A company whose every answer is a fault.
+    let broken = Harness::new(company(10, 1, 0.0));
+    broken.fake.on_request(|_, _| Some(fake_qbo::Injected::fault("5010", "Stale object", "injected for the test")));
+    let db = harness.db();
+    add_connection(&db, "fast", &harness.base_url, &["--access-token", TOKEN, "--every", "1s"]);
+    add_connection(&db, "paused", &harness.base_url, &["--access-token", TOKEN, "--every", "1s"]);
+    add_connection(&db, "broken", &broken.base_url, &["--access-token", TOKEN, "--every", "1s"]);
+    let serve = ServeProcess::start_with(&db, &["--failure-backoff-secs", "30"], &[]);
+    let (status, _) = serve.api.request("POST", "/connections/paused/pause", &[]);
+    assert_eq!(status, 200);
+    drop(serve);
+    let serve = ServeProcess::start_with(&db, &["--schedule", "--failure-backoff-secs", "30"], &[]);
+    wait_until("`fast` to run three times", Wait::from_secs(60), || finished_runs(&serve, "fast").len() >= 3);
+    assert!(finished_runs(&serve, "paused").is_empty(), "a paused connection never runs");
+    assert_eq!(connection(&serve, "paused")["status"], "paused");
+    let broken = connection(&serve, "broken");
+    assert_eq!(broken["status"], "failing", "{broken}");
+    assert!(broken["status_message"].as_str().unwrap().contains("5010"), "{broken}");
+    assert_eq!(finished_runs(&serve, "broken").len(), 1, "backing off for 30 s, it ran once");
+    let next = chrono::DateTime::parse_from_rfc3339(broken["next_run_at"].as_str().unwrap()).unwrap();
+    assert!(next > chrono::Utc::now() + Duration::seconds(20), "{broken}");
+    assert!(finished_runs(&serve, "fast").iter().all(|r| r["outcome"] == "success"));
+}
+
+#[test]
+fn trigger_reset_pause_resume_frequency_and_history_through_the_api() {
+    let (harness, refresh) = oauth_company(300);
+    add_oauth_connection(&harness, "acme", &refresh, "1h");
+    let key = "e2e-api-key-do-not-leak";
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule", "--api-key", key], &[]);
+    let auth = format!("Bearer {key}");
+    let auth = [("Authorization", auth.as_str())];
+    let (status, _) = serve.api.get("/connections", &[]);
+    assert_eq!(status, 401, "the control API takes the API key");
+    wait_until("the first run", Wait::from_secs(30), || {
+        serve.api.get("/connections/acme/runs", &auth).1["runs"].as_array().is_some_and(|r| r.iter().any(|r| !r["outcome"].is_null()))
+    });
+    let shown = serve.api.get("/connections/acme", &auth).1;
+    assert_eq!((shown["status"].as_str(), shown["every"].as_str()), (Some("idle"), Some("1h")), "{shown}");
+    assert_eq!(shown["last_run"]["summary"]["added"], 333);
+    let (_, list) = serve.api.get("/connections", &auth);
+    assert_eq!(list["connections"].as_array().unwrap().len(), 1);
+
+    let runs_now = |n: usize| {
+        wait_until(&format!("{n} runs"), Wait::from_secs(30), || {
+            serve.api.get("/connections/acme/runs?limit=1000", &auth).1["runs"]
+                .as_array()
+                .is_some_and(|r| r.iter().filter(|r| !r["outcome"].is_null()).count() >= n)
+        });
+        serve.api.get("/connections/acme", &auth).1["last_run"].clone()
+    };
+    // Run now: an incremental run that changes nothing.
+    let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({}));
+    assert_eq!(status, 202, "{body}");
+    let last = runs_now(2);
+    let changed = |run: &Value| ["added", "updated", "deleted"].map(|k| run["summary"][k].as_u64());
+    assert_eq!(changed(&last), [Some(0); 3], "{last}");
+    // Reset: the checkpoint is forgotten, a full pass re-reads everything.
+    serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({"reset": true}));
+    let last = runs_now(3);
+    assert_eq!(last["summary"]["unchanged"], 333, "{last}");
+    // Reset and empty: the records too.
+    serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({"reset": true, "empty": true}));
+    let last = runs_now(4);
+    assert_eq!(last["summary"]["added"], 333, "{last}");
+    let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({"empty": true}));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")));
+
+    // Pause and resume.
+    let (status, paused) = serve.api.request("POST", "/connections/acme/pause", &auth);
+    assert_eq!((status, paused["status"].as_str()), (200, Some("paused")), "{paused}");
+    assert!(paused["next_run_at"].is_null());
+    let (status, body) = serve.api.request("POST", "/connections/acme/sync", &auth);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("paused")));
+    let (status, resumed) = serve.api.request("POST", "/connections/acme/resume", &auth);
+    assert_eq!((status, resumed["status"].as_str()), (200, Some("idle")));
+
+    // Frequency.
+    let (status, patched) = serve.api.send_json("PATCH", "/connections/acme", &auth, &json!({"every": "15m"}));
+    assert_eq!((status, patched["every"].as_str()), (200, Some("15m")), "{patched}");
+    let (status, body) = serve.api.send_json("PATCH", "/connections/acme", &auth, &json!({"every": "often"}));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_every")));
+    let (status, _) = serve.api.get("/connections/nobody", &auth);
+    assert_eq!(status, 404);
+
+    // History: newest first, keyset pages of one.
+    let mut seen = Vec::new();
+    let mut path = "/connections/acme/runs?limit=1".to_owned();
+    loop {
+        let (status, page) = serve.api.get(&path, &auth);
+        assert_eq!(status, 200, "{page}");
+        seen.extend(page["runs"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/connections/acme/runs?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert!(seen.len() >= 4);
+    let started: Vec<&str> = seen.iter().map(|r| r["started_at"].as_str().unwrap()).collect();
+    assert!(started.windows(2).all(|w| w[0] >= w[1]), "newest first: {started:?}");
+
+    let everything = serde_json::to_string(&seen).unwrap() + &serve.stderr();
+    assert_no_secret("the API's answers and serve's log", &everything, &[CLIENT_SECRET, &refresh, key]);
+}
+
+#[test]
+fn sigterm_mid_run_exits_cleanly_and_the_restarted_host_resumes_from_the_checkpoint() {
+    let (harness, refresh) = oauth_company(5000);
+    add_oauth_connection(&harness, "acme", &refresh, "1h");
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    harness.fake.on_request(move |request, _| {
+        seen.store(request.n, Ordering::SeqCst);
+        (request.n == 3).then(|| std::thread::sleep(Wait::from_secs(2)));
+        None
+    });
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
+    wait_until("page 3", Wait::from_secs(60), || reached.load(Ordering::SeqCst) >= 3);
+    let (clean, stderr) = serve.terminate();
+    assert!(clean, "SIGTERM exits cleanly: {stderr}");
+    harness.fake.clear_hooks();
+    let checkpoint = harness.connection_as("acme").checkpoint().unwrap();
+    assert_eq!(checkpoint["complete"], false, "{checkpoint}");
+    let stored = harness.connection_as("acme").live_customers().len();
+    assert!(stored >= 2990, "the pages read before SIGTERM are stored: {stored}");
+
+    harness.fake.reset_requests();
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
+    wait_until("the resumed run", Wait::from_secs(60), || {
+        finished_runs(&serve, "acme").first().is_some_and(|r| r["outcome"] == "success")
+    });
+    let runs = finished_runs(&serve, "acme");
+    assert!(runs[1]["error"].as_str().unwrap().contains("interrupted"), "{:?}", runs[1]);
+    assert!(harness.fake.query_requests() <= 4, "resumed, not restarted: {} queries", harness.fake.query_requests());
+    harness.connection_as("acme").assert_store_matches_upstream();
+}
+
+#[test]
+fn control_api_answers_conform_to_the_openapi_document() {
+    let (harness, refresh) = oauth_company(50);
+    add_oauth_connection(&harness, "acme", &refresh, "1h");
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
+    wait_until("the first run", Wait::from_secs(30), || !finished_runs(&serve, "acme").is_empty());
+    let document: Value = serde_json::from_str(include_str!("../host/openapi.json")).unwrap();
+    let check = |path: &str, method: &str, status: u16, body: &Value| {
+        let responses = &document["paths"][path][method]["responses"];
+        assert_openapi_response(&document, &responses[status.to_string()], body);
+    };
+    let (status, body) = serve.api.get("/connections", &[]);
+    check("/connections", "get", status, &body);
+    let (status, body) = serve.api.get("/connections/acme", &[]);
+    check("/connections/{id}", "get", status, &body);
+    let (status, body) = serve.api.get("/connections/nobody", &[]);
+    check("/connections/{id}", "get", status, &body);
+    let (status, body) = serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": "30m"}));
+    check("/connections/{id}", "patch", status, &body);
+    let (status, body) = serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": 5}));
+    check("/connections/{id}", "patch", status, &body);
+    let (status, body) = serve.api.request("POST", "/connections/acme/pause", &[]);
+    check("/connections/{id}/pause", "post", status, &body);
+    let (status, body) = serve.api.request("POST", "/connections/acme/sync", &[]);
+    check("/connections/{id}/sync", "post", status, &body);
+    let (status, body) = serve.api.request("POST", "/connections/acme/resume", &[]);
+    check("/connections/{id}/resume", "post", status, &body);
+    let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &[], &json!({"reset": true}));
+    check("/connections/{id}/sync", "post", status, &body);
+    let (status, body) = serve.api.get("/connections/acme/runs?limit=1", &[]);
+    check("/connections/{id}/runs", "get", status, &body);
+    let (status, body) = serve.api.get("/connections/acme/runs?cursor=nope", &[]);
+    check("/connections/{id}/runs", "get", status, &body);
+}
