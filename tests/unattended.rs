@@ -343,4 +343,8 @@ fn control_api_answers_conform_to_the_openapi_document() {
     check("/connections/{id}/runs", "get", status, &body);
     let (status, body) = serve.api.get("/connections/acme/runs?cursor=nope", &[]);
     check("/connections/{id}/runs", "get", status, &body);
+    let (status, body) = serve.api.get("/connections/acme/deliveries", &[]);
+    check("/connections/{id}/deliveries", "get", status, &body);
+    let (status, body) = serve.api.send_json("POST", "/webhooks/quickbooks", &[("intuit-signature", "bad")], &json!([]));
+    check("/webhooks/quickbooks", "post", status, &body);
 }

@@ -10,7 +10,8 @@
 //! - `runtime`: wasmtime, linking the capabilities into a component and
 //!   running it under limits;
 //! - `runs`: one run of a connection, as every caller starts it;
-//! - `service`: running unattended: the scheduler;
+//! - `service`: running unattended: the scheduler, webhooks out;
+//! - `metrics`: Prometheus counters of the process;
 //! - `api`: the HTTP API over the store;
 //! - `cli`: the command line.
 
@@ -18,6 +19,7 @@ pub mod api;
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;
+pub mod metrics;
 pub mod provider;
 pub mod runs;
 pub mod runtime;

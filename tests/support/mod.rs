@@ -582,3 +582,54 @@ impl ApiClient {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }
+
+/// A stand-in for the user's application: records every webhook it gets and
+/// answers with the status set (204 by default).
+pub struct WebhookReceiver {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl WebhookReceiver {
+    pub fn start() -> Self {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        type Shared = (std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>, std::sync::Arc<AtomicU16>);
+        let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(AtomicU16::new(204));
+        let listener = tokio.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route(
+                "/hooks",
+                axum::routing::post(
+                    |axum::extract::State((received, status)): axum::extract::State<Shared>,
+                     headers: axum::http::HeaderMap,
+                     body: String| async move {
+                        let code = status.load(Ordering::SeqCst);
+                        if code < 300 {
+                            let signature =
+                                headers.get("x-sync-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                            received.lock().unwrap().push((signature, body));
+                        }
+                        axum::http::StatusCode::from_u16(code).unwrap()
+                    },
+                ),
+            )
+            .with_state((received.clone(), status.clone()));
+        tokio.spawn(async move { axum::serve(listener, app).await });
+        WebhookReceiver { url, received, status, _runtime: tokio }
+    }
+
+    /// Answers with `status` from now on (a 5xx or 4xx: nothing is recorded).
+    pub fn answer(&self, status: u16) {
+        self.status.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// (signature header, body) of each webhook accepted so far.
+    pub fn received(&self) -> Vec<(Option<String>, String)> {
+        self.received.lock().unwrap().clone()
+    }
+}

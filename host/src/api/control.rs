@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::{format_us, internal, shorten, ApiError, ApiState};
 use crate::runs::every::{format_every, parse_every};
 use crate::runtime::SummaryLine;
-use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Outcome, RunRecord, StoreError};
+use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Delivery, Outcome, RunRecord, StoreError};
 
 /// Runs per page of history, by default and at most.
 const DEFAULT_RUNS: u32 = 20;
@@ -29,6 +29,7 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/connections/{id}/pause", post(pause))
         .route("/connections/{id}/resume", post(resume))
         .route("/connections/{id}/runs", get(runs))
+        .route("/connections/{id}/deliveries", get(deliveries))
 }
 
 #[derive(Serialize)]
@@ -304,6 +305,76 @@ async fn runs(
         let (runs, more) = state.db.runs().and_then(|mut r| r.list(&id, before, limit)).map_err(store)?;
         let next_cursor = if more { runs.last().map(encode_run_cursor) } else { None };
         Ok(json!({ "runs": runs.into_iter().map(RunView::from).collect::<Vec<_>>(), "next_cursor": next_cursor }))
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+#[derive(Serialize)]
+struct DeliveryView {
+    id: i64,
+    run: Option<String>,
+    url: String,
+    /// pending | delivered | given_up
+    status: &'static str,
+    attempts: u32,
+    next_attempt_at: Option<String>,
+    last_error: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+    /// The body sent (signed anew at each attempt).
+    body: Value,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        let pending = d.status == crate::store::DeliveryStatus::Pending;
+        DeliveryView {
+            id: d.id,
+            run: d.run,
+            url: d.url,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            next_attempt_at: pending.then(|| format_us(d.next_attempt_us)),
+            last_error: d.last_error,
+            created_at: format_us(d.created_us),
+            delivered_at: d.delivered_us.map(format_us),
+            body: serde_json::from_str(&d.body).unwrap_or(Value::Null),
+        }
+    }
+}
+
+async fn deliveries(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let mut limit = DEFAULT_RUNS;
+    let mut before = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "limit" => {
+                limit = value.parse::<u32>().ok().filter(|l| (1..=MAX_RUNS).contains(l)).ok_or_else(|| {
+                    ApiError::bad_request("invalid_limit", format!("`limit` must be an integer from 1 to {MAX_RUNS}, got `{}`", shorten(&value)))
+                })?
+            }
+            "cursor" => {
+                before = Some(value.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request("invalid_cursor", format!("`cursor` `{}` is not a cursor this API returned", shorten(&value)))
+                })?)
+            }
+            other => {
+                return Err(ApiError::bad_request("unknown_parameter", format!("unknown parameter `{}`; known: limit, cursor", shorten(other))))
+            }
+        }
+    }
+    let page = blocking(move || {
+        state.connection(&id)?;
+        let (deliveries, more) = state.db.webhooks().and_then(|mut w| w.list(&id, before, limit)).map_err(store)?;
+        let next_cursor = if more { deliveries.last().map(|d| d.id.to_string()) } else { None };
+        Ok(json!({ "deliveries": deliveries.into_iter().map(DeliveryView::from).collect::<Vec<_>>(), "next_cursor": next_cursor }))
     })
     .await?;
     Ok(Json(page).into_response())

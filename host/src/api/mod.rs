@@ -17,6 +17,9 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 mod control;
+mod webhooks;
+
+pub use webhooks::verify_intuit_signature;
 
 use crate::runtime::Endpoint;
 use crate::store::{Database, LastAction, ListQuery, Position, Scope, StoredRecord};
@@ -172,6 +175,8 @@ pub struct Control {
     pub waker: Option<Arc<tokio::sync::Notify>>,
     /// How often a connection without its own interval runs.
     pub component_interval: Option<std::time::Duration>,
+    /// Verifies QuickBooks' change notifications (besides connections' own tokens).
+    pub verifier_token: Option<String>,
 }
 
 /// Shared state of the API server.
@@ -234,7 +239,11 @@ pub fn internal(error: impl std::fmt::Display) -> ApiError {
 
 /// The router: every declared endpoint, `/openapi.json`, JSON 404 and 405.
 pub fn router(state: ApiState) -> Router {
-    let mut router = Router::new().route("/openapi.json", get(openapi)).merge(control::routes());
+    let mut router = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/webhooks/quickbooks", axum::routing::post(webhooks::quickbooks))
+        .merge(control::routes());
     for endpoint in state.endpoints.iter().filter(|e| e.method.eq_ignore_ascii_case("GET")) {
         let model = endpoint.model.clone();
         router = router.route(
@@ -254,6 +263,28 @@ pub fn router(state: ApiState) -> Router {
             }
         })
         .with_state(state)
+}
+
+/// Prometheus' text format (docs/webhooks.md, "Metrics"); behind the API key
+/// like everything but the OpenAPI document.
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let db = state.db.clone();
+    let by_status = tokio::task::spawn_blocking(move || {
+        let connections = db.connections().and_then(|mut c| c.list()).map_err(internal)?;
+        let mut counts: Vec<(&'static str, i64)> = Vec::new();
+        for connection in connections {
+            let status = if connection.paused { "paused" } else { connection.status.as_str() };
+            match counts.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((status, 1)),
+            }
+        }
+        Ok::<_, ApiError>(counts)
+    })
+    .await
+    .map_err(internal)??;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&by_status)).into_response())
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -17,6 +17,10 @@ use crate::store::{BatchOutcome, RecordStore, Scope, StoreError, ValidRecord};
 /// A progress callback: the run's totals after each call that changed the store.
 pub type Progress = Box<dyn FnMut(&BatchOutcome) + Send>;
 
+/// What a run changed, per model; shared with whoever started the run, so
+/// it is known even when the run fails.
+pub type Tally = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, BatchOutcome>>>;
+
 /// Limits on what one call may carry.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordLimits {
@@ -39,6 +43,7 @@ pub struct RecordsCtx {
     declared_models: Vec<String>,
     limits: RecordLimits,
     outcome: BatchOutcome,
+    tally: Tally,
     progress: Option<Progress>,
 }
 
@@ -56,8 +61,15 @@ impl RecordsCtx {
             declared_models,
             limits,
             outcome: BatchOutcome::default(),
+            tally: Tally::default(),
             progress,
         }
+    }
+
+    /// Counts what the run changes per model into `tally`.
+    pub fn with_tally(mut self, tally: Tally) -> Self {
+        self.tally = tally;
+        self
     }
 
     /// What the run changed so far.
@@ -83,8 +95,9 @@ impl RecordsCtx {
         Ok(())
     }
 
-    fn record_outcome(&mut self, outcome: BatchOutcome) {
+    fn record_outcome(&mut self, model: &str, outcome: BatchOutcome) {
         self.outcome += outcome;
+        *self.tally.lock().unwrap_or_else(|p| p.into_inner()).entry(model.to_owned()).or_default() += outcome;
         if let Some(progress) = self.progress.as_mut() {
             progress(&self.outcome);
         }
@@ -239,7 +252,7 @@ impl wit::Host for RecordsCtx {
         }
         Ok(match self.store.save(&scope, &valid) {
             Ok(outcome) => {
-                self.record_outcome(outcome);
+                self.record_outcome(&scope.model, outcome);
                 Ok(outcome.into())
             }
             Err(error) => Err(error.into()),
@@ -260,7 +273,7 @@ impl wit::Host for RecordsCtx {
         }
         Ok(match self.store.delete(&scope, &ids) {
             Ok(outcome) => {
-                self.record_outcome(outcome);
+                self.record_outcome(&scope.model, outcome);
                 Ok(outcome.into())
             }
             Err(error) => Err(error.into()),
@@ -299,7 +312,7 @@ impl wit_listing::Host for RecordsCtx {
                 if outcome.deleted > 0 {
                     tracing::info!(target: "records", listing, deleted = outcome.deleted, "listing ended: records it did not see deleted");
                 }
-                self.record_outcome(outcome);
+                self.record_outcome(&scope.model, outcome);
                 Ok(outcome.into())
             }
             Err(error) => Err(error.into()),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::{load_component, parse_key_value};
 use crate::provider::oauth::INTUIT_TOKEN_URL;
 use crate::runs::every::{format_every, parse_every};
-use crate::store::{self, Connection, ConnectionStatus, OpenMode, StoredCredentials};
+use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, StoredCredentials};
 
 #[derive(Subcommand)]
 pub enum ConnectionsCommand {
@@ -36,7 +36,7 @@ pub enum ConnectionsCommand {
 /// A secret given on the command line, in the environment, or as
 /// `@path/to/file` (its content, trimmed). Never printed.
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret(pub(super) String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,7 +44,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-fn parse_secret(text: &str) -> Result<Secret, String> {
+pub(super) fn parse_secret(text: &str) -> Result<Secret, String> {
     let value = match text.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the secret file {path}: {e}"))?
@@ -94,6 +94,16 @@ pub struct AddArgs {
     /// A configuration value the component reads, `key=value` (repeatable).
     #[arg(long = "config", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
+    /// This connection's webhooks go here (instead of `serve --webhook-url`).
+    #[arg(long, requires = "webhook_secret")]
+    webhook_url: Option<String>,
+    /// Signs this connection's webhooks (or @file); never printed.
+    #[arg(long, value_parser = parse_secret)]
+    webhook_secret: Option<Secret>,
+    /// The verifier token of the Intuit app that notifies changes to this
+    /// company (besides `serve --qbo-verifier-token`), or @file.
+    #[arg(long, value_parser = parse_secret)]
+    verifier_token: Option<Secret>,
     /// The component the connection runs (to check its configuration keys);
     /// defaults to the built guest.
     #[arg(long)]
@@ -145,10 +155,16 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
         status_message: None,
         failures: 0,
         next_run_at_us: None,
+        webhook_url: args.webhook_url,
+        notified_at_us: None,
         created_us: 0,
         updated_us: 0,
     };
-    db.connections()?.insert(&connection, &credentials)?;
+    let secrets = ConnectionSecrets {
+        webhook_secret: args.webhook_secret.map(|s| s.0),
+        verifier_token: args.verifier_token.map(|s| s.0),
+    };
+    db.connections()?.insert(&connection, &credentials, &secrets)?;
     let every = args.every.or_else(|| runtime.metadata().interval()).map(format_every).unwrap_or_default();
     eprintln!("added connection `{}` (every {every}); `sync-host serve --db {} --schedule` runs it", args.id, args.db);
     Ok(())

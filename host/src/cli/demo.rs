@@ -1,17 +1,23 @@
 //! `sync-host demo` and `sync-host fake-qbo`: the product end to end with no
-//! QuickBooks account, on the bundled fake QuickBooks.
+//! QuickBooks account, on the bundled fake QuickBooks (`testing/fake-quickbooks`).
 
 use anyhow::Context as _;
 use clap::Args;
-use fake_qbo::{FakeQbo, GenerateOptions};
+use fake_qbo::{FakeQbo, GenerateOptions, NotificationFormat, Operation};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::{load_component, RunProgress};
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Control};
 use crate::provider::Quota;
-use crate::runs::{ConnectionSpec, Runner};
-use crate::store::{self, OpenMode};
+use crate::runs::{RunDefaults, Runner};
+use crate::service::{Deliverer, Scheduler};
+use crate::store::{
+    self, Connection, ConnectionSecrets, ConnectionStatus, Database, OpenMode, RunRecord, StoredCredentials, Trigger,
+};
 
 const DEMO_REALM: &str = "9341453050804937";
 const DEMO_TOKEN: &str = "demo-access-token";
@@ -24,13 +30,13 @@ pub struct DemoArgs {
     /// SQLite file to sync into; recreated on every demo.
     #[arg(long, default_value = "demo.sqlite")]
     db: PathBuf,
-    /// Where to serve GET /customers.
+    /// Where to serve the API (GET /customers, the control API, webhooks in).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
     /// Generated customers besides the 33 recorded sandbox ones.
     #[arg(long, default_value_t = 5000)]
     customers: usize,
-    /// Exit after syncing instead of serving (for scripts and tests).
+    /// Exit after the notified run instead of serving (for scripts, tests and benchmarks).
     #[arg(long)]
     no_serve: bool,
 }
@@ -105,75 +111,210 @@ pub fn fake_qbo(args: FakeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The main job on embedded defaults.
+/// Secrets of the demo's own fake company and receiver: not secrets at all.
+const DEMO_CLIENT_ID: &str = "demo-client";
+const DEMO_CLIENT_SECRET: &str = "demo-client-secret";
+const DEMO_VERIFIER: &str = "demo-verifier-token";
+const DEMO_WEBHOOK_SECRET: &str = "demo-webhook-secret";
+
+/// The main job on embedded defaults: a fake QuickBooks company, a stored
+/// connection with OAuth, a full sync; then upstream changes, QuickBooks'
+/// signed notification, the incremental run it triggers, and the webhook
+/// your application would receive; then the API until Ctrl-C.
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = load_component(args.component)?;
 
     let fake = seeded(DEMO_REALM, DEMO_TOKEN, args.customers, 0.1);
+    let refresh_token = fake.enable_oauth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET);
     let server = fake.start()?;
-    println!(
-        "fake QuickBooks on {} with {} customers (realm {DEMO_REALM})",
-        server.base_url(),
-        fake.len()
-    );
+    println!("fake QuickBooks on {} with {} customers (realm {DEMO_REALM})", server.base_url(), fake.len());
 
     for suffix in ["", "-wal", "-shm"] {
         let mut path = args.db.clone().into_os_string();
         path.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(path));
     }
-    let mut spec =
-        ConnectionSpec::new(api::DEFAULT_CONNECTION, &server.base_url(), DEMO_REALM, Some(DEMO_TOKEN.into()));
+    let db = store::open(&args.db.to_string_lossy(), OpenMode::Create)?;
+    let tokio = tokio::runtime::Runtime::new()?;
+    let receiver = tokio.block_on(receiver::start())?;
+    let connection = Connection {
+        id: api::DEFAULT_CONNECTION.into(),
+        base_url: server.base_url(),
+        config: BTreeMap::from([("realmId".to_owned(), DEMO_REALM.to_owned())]),
+        every: None,
+        paused: false,
+        status: ConnectionStatus::Idle,
+        status_message: None,
+        failures: 0,
+        next_run_at_us: None,
+        webhook_url: Some(receiver.url.clone()),
+        notified_at_us: None,
+        created_us: 0,
+        updated_us: 0,
+    };
+    let credentials = StoredCredentials::OAuth {
+        token_url: format!("{}/oauth2/v1/tokens/bearer", server.base_url()),
+        client_id: DEMO_CLIENT_ID.into(),
+        client_secret: DEMO_CLIENT_SECRET.into(),
+        refresh_token,
+        access_token: None,
+        access_expires_us: None,
+        access_issued_us: None,
+    };
+    let secrets = ConnectionSecrets { webhook_secret: Some(DEMO_WEBHOOK_SECRET.into()), verifier_token: None };
+    db.connections()?.insert(&connection, &credentials, &secrets)?;
+    println!("connection `{}`: OAuth with the fake's token endpoint; webhooks to {}", connection.id, receiver.url);
+
     // The fake runs on loopback and has no quota: QuickBooks' 500 a minute
     // would make a demo of a million customers last minutes.
-    spec.quota = Some(Quota::default());
-    let db = store::open(&args.db.to_string_lossy(), OpenMode::Create)?;
-    let runner = Runner::new(runtime.clone(), db.clone());
-    let sync = |label: &str| -> anyhow::Result<()> {
-        let progress = RunProgress::new(label);
-        let report = runner.run(&spec, Some(progress.callback())).with_context(|| format!("{label} failed"));
-        progress.finish();
-        let report = report?;
-        println!("{label}: {} in {:.2?}", report.to_json(), report.elapsed);
-        Ok(())
+    let defaults = RunDefaults { quota: Some(Quota::default()), ..Default::default() };
+    let runner = Arc::new(Runner::new(runtime.clone(), db.clone()));
+    let progress = RunProgress::new("full sync");
+    let report = runner.run_connection(&connection.id, Trigger::Cli, &defaults, Some(progress.callback()));
+    progress.finish();
+    let report = report.context("full sync failed")?;
+    println!("full sync: {} in {:.2?}", report.to_json(), report.elapsed);
+
+    let scheduler = Scheduler::new(runner, defaults, 2, Duration::from_secs(1));
+    let deliverer = Deliverer::new(db.clone(), None, Default::default());
+    let control = Control {
+        waker: Some(scheduler.waker()),
+        component_interval: runtime.metadata().interval(),
+        verifier_token: Some(DEMO_VERIFIER.into()),
     };
-
-    sync("full sync")?;
-    // Some upstream changes, an hour later, for the incremental run to pick up.
-    fake.advance(chrono::Duration::hours(1));
-    let ids = fake.ids();
-    for id in ids.iter().take(3) {
-        fake.update(id, |c| {
-            c.insert("DisplayName".into(), serde_json::Value::String(format!("Renamed customer {id}")));
-        });
-    }
-    for id in ids.iter().skip(3).take(2) {
-        fake.archive(id);
-    }
-    fake.insert(serde_json::json!({"DisplayName": "Brand-new customer", "GivenName": "Ada", "Balance": 314.28}));
-    println!("upstream: 3 customers renamed, 2 archived, 1 added");
-    sync("incremental sync")?;
-
-    if args.no_serve {
-        println!("records in {}", args.db.display());
-        return Ok(());
-    }
-    let state = ApiState::new(db, None, runtime.metadata().endpoints.clone());
-    let tokio = tokio::runtime::Runtime::new()?;
+    let state = ApiState::new(db.clone(), None, runtime.metadata().endpoints.clone()).with_control(control);
+    let listen = if args.no_serve { "127.0.0.1:0".to_owned() } else { args.listen.clone() };
     tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .with_context(|| format!("cannot listen on {} (use --listen)", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen} (use --listen)"))?;
         let base = format!("http://{}", listener.local_addr()?);
-        println!("\nserving GET /customers on {base} (Ctrl-C to stop). Try:");
-        println!("  curl -s '{base}/customers?limit=2'");
-        println!("  curl -s '{base}/customers?filter=deleted'");
-        println!("  curl -s '{base}/customers?filter=updated&limit=5'");
-        println!("  curl -s '{base}/customers?modified_after=2020-01-01T00:00:00Z&limit=1'");
-        println!("  curl -s '{base}/customers?limit=0'   # a clear 400");
-        println!("  curl -s '{base}/openapi.json'");
-        axum::serve(listener, api::router(state)).with_graceful_shutdown(super::shutdown_signal()).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let scheduled = tokio::spawn(scheduler.run(stopped.clone()));
+        let delivering = tokio::spawn(deliverer.run(stopped.clone()));
+        let mut serving_stopped = stopped.clone();
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = serving_stopped.changed().await;
+                })
+                .await
+        });
+
+        // Upstream changes, an hour later, and QuickBooks' notification of them.
+        fake.advance(chrono::Duration::hours(1));
+        let ids = fake.ids();
+        let mut changed = Vec::new();
+        for id in ids.iter().take(3) {
+            fake.update(id, |c| {
+                c.insert("DisplayName".into(), serde_json::Value::String(format!("Renamed customer {id}")));
+            });
+            changed.push((id.clone(), Operation::Update));
+        }
+        for id in ids.iter().skip(3).take(2) {
+            fake.archive(id);
+            changed.push((id.clone(), Operation::Update));
+        }
+        let added = fake.insert(serde_json::json!({"DisplayName": "Brand-new customer", "GivenName": "Ada", "Balance": 314.28}));
+        changed.push((added, Operation::Create));
+        println!("\nupstream: 3 customers renamed, 2 archived, 1 added");
+        let notify_url = format!("{base}/webhooks/quickbooks");
+        let notifier = fake.clone();
+        let sent = changed.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            let changes: Vec<(&str, Operation)> = sent.iter().map(|(id, op)| (id.as_str(), *op)).collect();
+            notifier.notify(&notify_url, DEMO_VERIFIER, NotificationFormat::CloudEvents, &changes)
+        })
+        .await??;
+        println!("QuickBooks notified {base}/webhooks/quickbooks of {} changes (CloudEvents, signed): HTTP {status}", changed.len());
+        let run = wait_for_run(&db, Trigger::Webhook).await?;
+        println!("the notification triggered an incremental run: {}", run.summary.unwrap_or_default());
+        // One webhook for the full sync, one for the notified run.
+        for _ in 0..2 {
+            let delivery =
+                tokio::time::timeout(Duration::from_secs(30), receiver.next()).await.context("no webhook arrived")?;
+            println!("your application received a webhook (signature verified): {delivery}");
+        }
+
+        if args.no_serve {
+            println!("records in {}", args.db.display());
+        } else {
+            println!("\nserving on {base} (Ctrl-C to stop); the scheduler runs the connection hourly. Try:");
+            println!("  curl -s '{base}/customers?limit=2'");
+            println!("  curl -s '{base}/customers?filter=deleted'");
+            println!("  curl -s '{base}/customers?filter=updated&limit=5'");
+            println!("  curl -s '{base}/customers?modified_after=2020-01-01T00:00:00Z&limit=1'");
+            println!("  curl -s '{base}/customers?limit=0'   # a clear 400");
+            println!("  curl -s '{base}/connections/default'");
+            println!("  curl -s '{base}/connections/default/runs'");
+            println!("  curl -s -X POST '{base}/connections/default/sync'");
+            println!("  curl -s '{base}/metrics'");
+            println!("  curl -s '{base}/openapi.json'");
+            super::shutdown_signal().await;
+        }
+        let _ = stop.send(true);
+        serving.await??;
+        scheduled.await?;
+        delivering.await?;
         drop(server);
         anyhow::Ok(())
     })
+}
+
+/// Waits for the newest run with `trigger` to end.
+async fn wait_for_run(db: &Arc<dyn Database>, trigger: Trigger) -> anyhow::Result<RunRecord> {
+    let started = std::time::Instant::now();
+    loop {
+        let db = db.clone();
+        let runs = tokio::task::spawn_blocking(move || db.runs().and_then(|mut r| r.list(api::DEFAULT_CONNECTION, None, 10)))
+            .await??
+            .0;
+        if let Some(run) = runs.into_iter().find(|r| r.trigger == trigger && r.outcome.is_some()) {
+            if let Some(error) = &run.error {
+                anyhow::bail!("the {} run failed: {error}", trigger.as_str());
+            }
+            return Ok(run);
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "no {} run within 2 minutes", trigger.as_str());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A stand-in for the user's application: receives the host's webhooks and
+/// checks their signature.
+mod receiver {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use tokio::sync::mpsc;
+
+    pub struct Receiver {
+        pub url: String,
+        received: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
+    }
+
+    impl Receiver {
+        /// The next webhook, as a line to print.
+        pub async fn next(&self) -> String {
+            self.received.lock().await.recv().await.unwrap_or_default()
+        }
+    }
+
+    async fn receive(State(sender): State<mpsc::UnboundedSender<String>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        let signature = headers.get(crate::service::webhooks::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+        if signature != Some(crate::service::webhooks::sign(super::DEMO_WEBHOOK_SECRET, &body).as_str()) {
+            return StatusCode::UNAUTHORIZED;
+        }
+        let _ = sender.send(String::from_utf8_lossy(&body).into_owned());
+        StatusCode::NO_CONTENT
+    }
+
+    pub async fn start() -> anyhow::Result<Receiver> {
+        let (sender, received) = mpsc::unbounded_channel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hooks/sync", listener.local_addr()?);
+        let app = axum::Router::new().route("/hooks/sync", axum::routing::post(receive)).with_state(sender);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Receiver { url, received: tokio::sync::Mutex::new(received) })
+    }
 }

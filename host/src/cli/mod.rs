@@ -173,6 +173,36 @@ struct ServeArgs {
     workers: usize,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// Webhooks out to the user's application and in from QuickBooks.
+#[derive(Args, Clone)]
+struct WebhookArgs {
+    /// After each run that changed something, or failed, POST a signed JSON
+    /// body here (connections may have their own URL).
+    #[arg(long, requires = "webhook_secret")]
+    webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of `X-Sync-Signature` (or env SYNC_HOST_WEBHOOK_SECRET,
+    /// or @file); never printed.
+    #[arg(long, env = "SYNC_HOST_WEBHOOK_SECRET", hide_env_values = true, value_parser = connections::parse_secret)]
+    webhook_secret: Option<connections::Secret>,
+    /// The wait after a delivery's first failed attempt, in seconds; it
+    /// doubles each time.
+    #[arg(long, default_value_t = 1)]
+    webhook_retry_base_secs: u64,
+    /// Attempts before a delivery is given up.
+    #[arg(long, default_value_t = 12)]
+    webhook_max_attempts: u32,
+    /// The verifier token of your Intuit app's webhooks: turns on
+    /// `POST /webhooks/quickbooks` (or env QBO_VERIFIER_TOKEN, or @file).
+    #[arg(long, env = "QBO_VERIFIER_TOKEN", hide_env_values = true, value_parser = connections::parse_secret)]
+    qbo_verifier_token: Option<connections::Secret>,
+    /// A notified connection runs once QuickBooks' notifications about it
+    /// have been quiet this many seconds (a burst makes one run).
+    #[arg(long, default_value_t = 3)]
+    webhook_quiet_secs: u64,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -281,13 +311,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db = store::open(&args.db, OpenMode::MustExist)?;
     let runtime = load_component(args.component)?;
+    let webhooks = args.webhooks.clone();
     let scheduler = args.schedule.then(|| {
-        let runner = Arc::new(Runner::new(runtime.clone(), db.clone()));
-        Scheduler::new(runner, args.limits.defaults(), args.workers)
+        let runner = Arc::new(Runner::new(runtime.clone(), db.clone()).with_webhook_url(webhooks.webhook_url.clone()));
+        Scheduler::new(runner, args.limits.defaults(), args.workers, Duration::from_secs(webhooks.webhook_quiet_secs))
     });
+    let deliverer = crate::service::Deliverer::new(
+        db.clone(),
+        webhooks.webhook_secret.map(|s| s.0),
+        crate::service::DeliveryPolicy {
+            base: Duration::from_secs(webhooks.webhook_retry_base_secs.max(1)),
+            max_attempts: webhooks.webhook_max_attempts.max(1),
+            ..Default::default()
+        },
+    );
     let control = Control {
         waker: scheduler.as_ref().map(|s| s.waker()),
         component_interval: runtime.metadata().interval(),
+        verifier_token: webhooks.qbo_verifier_token.map(|s| s.0),
     };
     let state = ApiState::new(db.clone(), args.api_key, runtime.metadata().endpoints.clone()).with_control(control);
     let tokio = tokio::runtime::Runtime::new()?;
@@ -305,6 +346,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             endpoints.join(", ")
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let delivering = tokio::spawn(deliverer.run(stopped.clone()));
         let scheduled = scheduler.map(|s| tokio::spawn(s.run(stopped)));
         let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -315,6 +357,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(scheduled) = scheduled {
             scheduled.await?;
         }
+        delivering.await?;
         anyhow::Ok(())
     })
 }

@@ -140,6 +140,7 @@ impl OAuthCredentials {
                     .connections()
                     .and_then(|mut c| c.save_tokens(&self.connection, &tokens))
                     .map_err(|e| CredentialError::Unavailable(format!("cannot store the refreshed tokens: {e}")))?;
+                crate::metrics::token_refresh("success");
                 tracing::info!(
                     target: "oauth",
                     connection = %self.connection,
@@ -163,24 +164,33 @@ impl OAuthCredentials {
                     status_message: Some(Some(why.clone())),
                     ..Default::default()
                 };
+                crate::metrics::token_refresh("refused");
                 if let Err(e) = self.db.connections().and_then(|mut c| c.update(&self.connection, &update)) {
                     tracing::error!(target: "oauth", connection = %self.connection, "cannot mark the connection: {e}");
                 }
                 Err(CredentialError::NeedsReauthorisation(why))
             }
-            Err(RequestTokenError::ServerResponse(error)) => Err(CredentialError::Unavailable(format!(
+            Err(other) => {
+                crate::metrics::token_refresh("failed");
+                Err(unavailable(other))
+            }
+        }
+    }
+}
+
+/// A refresh that failed for now (network, 5xx, a malformed answer).
+fn unavailable(error: RequestTokenError<ureq::Error, oauth2::basic::BasicErrorResponse>) -> CredentialError {
+    match error {
+            RequestTokenError::ServerResponse(error) => CredentialError::Unavailable(format!(
                 "the token endpoint answered {}",
                 error.error().as_ref()
-            ))),
-            Err(RequestTokenError::Request(e)) => {
-                Err(CredentialError::Unavailable(format!("cannot reach the token endpoint: {e}")))
-            }
+            )),
+            RequestTokenError::Request(e) => CredentialError::Unavailable(format!("cannot reach the token endpoint: {e}")),
             // The body is not quoted: it could hold a token.
-            Err(RequestTokenError::Parse(e, _)) => {
-                Err(CredentialError::Unavailable(format!("the token endpoint's answer is not what OAuth 2.0 says: {}", e.path())))
+            RequestTokenError::Parse(e, _) => {
+                CredentialError::Unavailable(format!("the token endpoint's answer is not what OAuth 2.0 says: {}", e.path()))
             }
-            Err(RequestTokenError::Other(message)) => Err(CredentialError::Unavailable(message)),
-        }
+            RequestTokenError::Other(message) => CredentialError::Unavailable(message),
     }
 }
 

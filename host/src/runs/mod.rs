@@ -14,7 +14,7 @@ use crate::capabilities::checkpoint::CheckpointCtx;
 use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::logging::LoggingCtx;
 use crate::capabilities::proxy::{ProxyCtx, ProxyLimits};
-use crate::capabilities::records::{Progress, RecordLimits, RecordsCtx};
+use crate::capabilities::records::{Progress, RecordLimits, RecordsCtx, Tally};
 use crate::capabilities::StopSignal;
 use crate::provider::{Credentials, OAuthCredentials, Pacers, ProviderClient, Quota, RetryPolicy, StaticToken};
 use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRuntime};
@@ -104,6 +104,8 @@ pub struct Runner {
     db: Arc<dyn Database>,
     pacers: Pacers,
     stop: StopSignal,
+    /// Where webhooks go for connections without their own URL.
+    default_webhook_url: Option<String>,
 }
 
 fn store_failure(error: StoreError) -> RunFailure {
@@ -112,7 +114,13 @@ fn store_failure(error: StoreError) -> RunFailure {
 
 impl Runner {
     pub fn new(runtime: Arc<SyncRuntime>, db: Arc<dyn Database>) -> Self {
-        Runner { runtime, db, pacers: Pacers::default(), stop: StopSignal::default() }
+        Runner { runtime, db, pacers: Pacers::default(), stop: StopSignal::default(), default_webhook_url: None }
+    }
+
+    /// Sends webhooks after runs to `url` for connections without their own.
+    pub fn with_webhook_url(mut self, url: Option<String>) -> Self {
+        self.default_webhook_url = url.filter(|u| !u.is_empty());
+        self
     }
 
     /// Stops every run of this runner at its next provider request (shutdown).
@@ -177,11 +185,50 @@ impl Runner {
         self.db.runs().and_then(|mut r| r.start(&run)).map_err(store_failure)?;
         let running = ConnectionUpdate { status: Some(ConnectionStatus::Running), ..Default::default() };
         self.db.connections().and_then(|mut c| c.update(id, &running)).map_err(store_failure)?;
+        // This run reads everything the provider's notifications so far announced.
+        self.db.connections().and_then(|mut c| c.clear_notification(id, run.started_us)).map_err(store_failure)?;
 
-        let result = self.execute(&spec, &run.id, progress);
+        let tally = Tally::default();
+        let result = self.execute(&spec, &run.id, progress, tally.clone());
         drop(lease);
         self.record_end(&connection, &run, &result, defaults);
+        self.tell(&connection, &run, &result, &tally);
         result
+    }
+
+    /// Queues the webhooks of a run that changed something, or failed
+    /// (docs/webhooks.md): one per model, delivered later by `serve`.
+    fn tell(&self, connection: &Connection, run: &RunRecord, result: &Result<RunReport, RunFailure>, tally: &Tally) {
+        let Some(url) = connection.webhook_url.clone().or_else(|| self.default_webhook_url.clone()) else { return };
+        let (success, error) = match result {
+            Ok(_) => (true, None),
+            // Stopping for a shutdown is no failure: the next run resumes.
+            Err(RunFailure::Interrupted(_) | RunFailure::Busy(_)) => return,
+            Err(failure) => (false, Some(failure.to_string())),
+        };
+        let tally = tally.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let metadata = self.runtime.metadata();
+        for model in metadata.model_names() {
+            let counts = tally.get(&model).copied().unwrap_or_default();
+            if success && !counts.changed() {
+                continue;
+            }
+            let body = crate::service::webhooks::WebhookBody {
+                connection_id: connection.id.clone(),
+                sync: metadata.name.clone(),
+                model,
+                added: counts.added,
+                updated: counts.updated,
+                deleted: counts.deleted,
+                modified_after: crate::api::format_us(run.started_us),
+                success,
+                error: error.clone(),
+            };
+            let body = serde_json::to_string(&body).expect("a webhook body serializes");
+            if let Err(e) = self.db.webhooks().and_then(|mut w| w.enqueue(&connection.id, Some(&run.id), &url, &body)) {
+                tracing::error!(target: "webhooks", connection = %connection.id, "cannot queue a webhook: {e}");
+            }
+        }
     }
 
     /// Writes how a run ended to the history and the connection's schedule.
@@ -254,11 +301,39 @@ impl Runner {
         let Some(_lease) = self.db.try_lock_run(&spec.connection).map_err(store_failure)? else {
             return Err(RunFailure::Busy(spec.connection.clone()));
         };
-        self.execute(spec, &new_run_id(), progress)
+        self.execute(spec, &new_run_id(), progress, Tally::default())
     }
 
-    /// The run itself, the run lock held.
-    fn execute(&self, spec: &ConnectionSpec, run_id: &str, progress: Option<Progress>) -> Result<RunReport, RunFailure> {
+    /// The run itself, the run lock held; counts it in the metrics.
+    fn execute(
+        &self,
+        spec: &ConnectionSpec,
+        run_id: &str,
+        progress: Option<Progress>,
+        tally: Tally,
+    ) -> Result<RunReport, RunFailure> {
+        let started = std::time::Instant::now();
+        let result = self.execute_counted(spec, run_id, progress, tally.clone());
+        let changed = tally.lock().unwrap_or_else(|p| p.into_inner()).values().fold(Default::default(), |mut all, o| {
+            all += *o;
+            all
+        });
+        let (outcome, requests, retries, throttled) = match &result {
+            Ok(report) => ("success", report.summary.requests, report.summary.retries, report.proxy.throttled),
+            Err(RunFailure::Interrupted(_)) => ("interrupted", 0, 0, 0),
+            Err(_) => ("failure", 0, 0, 0),
+        };
+        crate::metrics::run_ended(outcome, started.elapsed().as_secs_f64(), &changed, requests, retries, throttled);
+        result
+    }
+
+    fn execute_counted(
+        &self,
+        spec: &ConnectionSpec,
+        run_id: &str,
+        progress: Option<Progress>,
+        tally: Tally,
+    ) -> Result<RunReport, RunFailure> {
         let store_error = store_failure;
         let span = tracing::info_span!("run", connection = %spec.connection, run = %run_id);
         let _entered = span.enter();
@@ -286,7 +361,8 @@ impl Runner {
                 metadata.model_names(),
                 spec.limits.records,
                 progress,
-            ),
+            )
+            .with_tally(tally),
             checkpoint: CheckpointCtx::new(stores.checkpoints, &spec.connection, &metadata.name),
             config: ConfigCtx::new(spec.config.clone()),
             logging: LoggingCtx::new(&spec.connection, &run_id),

@@ -24,18 +24,23 @@ pub struct Scheduler {
     runner: Arc<Runner>,
     defaults: RunDefaults,
     workers: usize,
+    /// A notified connection runs once its notifications have been quiet
+    /// this long: a burst makes one run.
+    quiet: Duration,
     wake: Arc<Notify>,
     /// Connections with a run in flight in this process.
     running: Mutex<HashSet<String>>,
 }
 
 impl Scheduler {
-    /// `workers`: runs in flight at once in this process.
-    pub fn new(runner: Arc<Runner>, defaults: RunDefaults, workers: usize) -> Arc<Self> {
+    /// `workers`: runs in flight at once in this process; `quiet`: how long
+    /// after the last provider notification a notified connection runs.
+    pub fn new(runner: Arc<Runner>, defaults: RunDefaults, workers: usize, quiet: Duration) -> Arc<Self> {
         Arc::new(Scheduler {
             runner,
             defaults,
             workers: workers.max(1),
+            quiet,
             wake: Arc::new(Notify::new()),
             running: Mutex::new(HashSet::new()),
         })
@@ -61,12 +66,14 @@ impl Scheduler {
             let free = self.workers.saturating_sub(tasks.len());
             if free > 0 {
                 let runner = self.runner.clone();
+                let quiet = self.quiet.as_micros() as i64;
                 let due = tokio::task::spawn_blocking(move || {
-                    runner.database().connections().and_then(|mut c| c.due(now_us()))
+                    let now = now_us();
+                    runner.database().connections().and_then(|mut c| c.due(now, quiet)).map(|due| (now, due))
                 })
                 .await;
                 match due {
-                    Ok(Ok(due)) => {
+                    Ok(Ok((now, due))) => {
                         for connection in due {
                             if tasks.len() >= self.workers {
                                 break;
@@ -74,8 +81,14 @@ impl Scheduler {
                             if !self.running().insert(connection.id.clone()) {
                                 continue;
                             }
+                            // Due only because the provider said something changed.
+                            let trigger = if connection.next_run_at_us.is_some_and(|next| next > now) {
+                                Trigger::Webhook
+                            } else {
+                                Trigger::Schedule
+                            };
                             let scheduler = self.clone();
-                            tasks.spawn_blocking(move || scheduler.run_one(&connection.id));
+                            tasks.spawn_blocking(move || scheduler.run_one(&connection.id, trigger));
                         }
                     }
                     Ok(Err(e)) => tracing::error!(target: "scheduler", "cannot read the due connections: {e}"),
@@ -96,10 +109,16 @@ impl Scheduler {
         while tasks.join_next().await.is_some() {}
     }
 
-    fn run_one(&self, id: &str) {
-        let result = self.runner.run_connection(id, Trigger::Schedule, &self.defaults, None);
+    fn run_one(&self, id: &str, trigger: Trigger) {
+        let result = self.runner.run_connection(id, trigger, &self.defaults, None);
         match &result {
-            Ok(report) => tracing::info!(target: "scheduler", connection = id, "run succeeded: {}", report.to_json()),
+            Ok(report) => tracing::info!(
+                target: "scheduler",
+                connection = id,
+                trigger = trigger.as_str(),
+                "run succeeded: {}",
+                report.to_json()
+            ),
             // Another process runs it: nothing to record, it is not ours.
             Err(RunFailure::Busy(_)) => tracing::debug!(target: "scheduler", connection = id, "another process runs it"),
             Err(failure) => tracing::warn!(target: "scheduler", connection = id, "run failed: {failure}"),

@@ -56,8 +56,31 @@ pub struct Connection {
     pub failures: u32,
     /// When the next run is due (µs since the epoch); `None`: now.
     pub next_run_at_us: Option<i64>,
+    /// Where to send webhooks after runs; `None`: the server's default.
+    pub webhook_url: Option<String>,
+    /// When the provider last said something changed (µs); cleared by the
+    /// run it causes.
+    pub notified_at_us: Option<i64>,
     pub created_us: i64,
     pub updated_us: i64,
+}
+
+/// A connection's secrets besides its provider credentials. `Debug` hides them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ConnectionSecrets {
+    /// Signs the webhooks sent to `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// Verifies the provider's change notifications about this connection.
+    pub verifier_token: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectionSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSecrets")
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
+            .field("verifier_token", &self.verifier_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A connection's credentials as stored. `Debug` never shows a secret.
@@ -115,7 +138,12 @@ pub struct ConnectionUpdate {
 /// A connections backend. Each call is one transaction.
 pub trait ConnectionStore: Send {
     /// Adds a connection; refused with [`StoreError::ConnectionExists`] if the id is taken.
-    fn insert(&mut self, connection: &Connection, credentials: &StoredCredentials) -> Result<(), StoreError>;
+    fn insert(
+        &mut self,
+        connection: &Connection,
+        credentials: &StoredCredentials,
+        secrets: &ConnectionSecrets,
+    ) -> Result<(), StoreError>;
     fn get(&mut self, id: &str) -> Result<Option<Connection>, StoreError>;
     /// Every connection, by id.
     fn list(&mut self) -> Result<Vec<Connection>, StoreError>;
@@ -125,9 +153,20 @@ pub trait ConnectionStore: Send {
     /// checkpoints and run history too. Returns whether it existed.
     fn remove(&mut self, id: &str, purge: bool) -> Result<bool, StoreError>;
     /// Connections due at `now_us`: not paused, not waiting for
-    /// re-authorisation, next run at or before now.
-    fn due(&mut self, now_us: i64) -> Result<Vec<Connection>, StoreError>;
+    /// re-authorisation, and either next run at or before now, or notified
+    /// by the provider at least `quiet_us` ago (a burst of notifications
+    /// makes one run).
+    fn due(&mut self, now_us: i64, quiet_us: i64) -> Result<Vec<Connection>, StoreError>;
     fn credentials(&mut self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
+    fn secrets(&mut self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
+    /// The verifier tokens of every connection that has one.
+    fn verifier_tokens(&mut self) -> Result<Vec<String>, StoreError>;
+    /// Marks the connections of company `realm` (configuration `realmId`) as
+    /// notified at `now_us`; returns their ids.
+    fn notify_realm(&mut self, realm: &str, now_us: i64) -> Result<Vec<String>, StoreError>;
+    /// Clears a notification the run starting at `start_us` covers (one that
+    /// came later stays, for another run).
+    fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError>;
     /// Stores what a refresh obtained, atomically.
     fn save_tokens(&mut self, id: &str, tokens: &Tokens) -> Result<(), StoreError>;
     /// Forgets the connection's checkpoints (its next run starts over); with

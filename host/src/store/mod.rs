@@ -12,12 +12,16 @@ pub mod records;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
 
-pub use connections::{Connection, ConnectionStatus, ConnectionStore, ConnectionUpdate, StoredCredentials, Tokens};
+pub use connections::{
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, StoredCredentials, Tokens,
+};
 pub use history::{Outcome, RunHistory, RunRecord, Trigger};
+pub use webhooks::{Delivery, DeliveryStatus, WebhookStore};
 pub use records::{
     BatchOutcome, LastAction, ListPage, ListQuery, Position, RecordStore, Scope, StoredRecord, ValidRecord,
 };
@@ -68,6 +72,8 @@ pub trait Database: Send + Sync {
     fn connections(&self) -> Result<Box<dyn ConnectionStore>, StoreError>;
     /// The history of runs.
     fn runs(&self) -> Result<Box<dyn RunHistory>, StoreError>;
+    /// Webhook deliveries.
+    fn webhooks(&self) -> Result<Box<dyn WebhookStore>, StoreError>;
     /// Takes the run lock of `connection`, or `None` if another run holds it
     /// (in this process or another).
     fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError>;

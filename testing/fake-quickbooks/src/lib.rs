@@ -73,6 +73,7 @@
 //! `01:30-08:00`.
 
 pub mod admin;
+mod notify;
 mod oauth;
 mod query;
 mod seed;
@@ -88,6 +89,7 @@ use chrono::{DateTime, Duration, FixedOffset};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use notify::{intuit_signature, NotificationFormat, Operation};
 pub use query::{QueryError, DEFAULT_MAX_RESULTS, MAX_RESULTS_LIMIT};
 pub use seed::{GenerateOptions, RECORDED_FIXTURE};
 pub use server::RunningFake;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{now_us, Shared};
 use crate::store::{
-    Connection, ConnectionStatus, ConnectionStore, ConnectionUpdate, Outcome, RunHistory, RunRecord, StoreError,
-    StoredCredentials, Tokens, Trigger,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Outcome, RunHistory,
+    RunRecord, StoreError, StoredCredentials, Tokens, Trigger,
 };
 
 pub struct SqliteConnections {
@@ -20,8 +20,8 @@ impl SqliteConnections {
     }
 }
 
-const COLUMNS: &str =
-    "id, base_url, config, every_secs, paused, status, status_message, failures, next_run_at, created_at, updated_at";
+const COLUMNS: &str = "id, base_url, config, every_secs, paused, status, status_message, failures, next_run_at, \
+     created_at, updated_at, webhook_url, notified_at";
 
 fn connection_from(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreError>> {
     let id: String = row.get(0)?;
@@ -45,6 +45,8 @@ fn connection_from(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreEr
         next_run_at_us: row.get(8)?,
         created_us: row.get(9)?,
         updated_us: row.get(10)?,
+        webhook_url: row.get(11)?,
+        notified_at_us: row.get(12)?,
         id,
     }))
 }
@@ -67,7 +69,12 @@ fn credentials_from(row: &Row<'_>) -> rusqlite::Result<Option<StoredCredentials>
 }
 
 impl ConnectionStore for SqliteConnections {
-    fn insert(&mut self, connection: &Connection, credentials: &StoredCredentials) -> Result<(), StoreError> {
+    fn insert(
+        &mut self,
+        connection: &Connection,
+        credentials: &StoredCredentials,
+        secrets: &ConnectionSecrets,
+    ) -> Result<(), StoreError> {
         let mut db = self.connection.lock();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM connections WHERE id = ?1)", [&connection.id], |r| r.get(0))?;
@@ -76,8 +83,9 @@ impl ConnectionStore for SqliteConnections {
         }
         let now = now_us();
         tx.execute(
-            "INSERT INTO connections (id, base_url, config, every_secs, paused, status, status_message, failures, next_run_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            "INSERT INTO connections (id, base_url, config, every_secs, paused, status, status_message, failures, next_run_at,
+                                      created_at, updated_at, webhook_url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
             params![
                 connection.id,
                 connection.base_url,
@@ -89,6 +97,7 @@ impl ConnectionStore for SqliteConnections {
                 connection.failures,
                 connection.next_run_at_us,
                 now,
+                connection.webhook_url,
             ],
         )?;
         match credentials {
@@ -106,6 +115,10 @@ impl ConnectionStore for SqliteConnections {
                 )?;
             }
         }
+        tx.execute(
+            "UPDATE credentials SET webhook_secret = ?2, verifier_token = ?3 WHERE connection = ?1",
+            params![connection.id, secrets.webhook_secret, secrets.verifier_token],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -174,19 +187,21 @@ impl ConnectionStore for SqliteConnections {
             tx.execute("DELETE FROM scopes WHERE connection = ?1", [id])?;
             tx.execute("DELETE FROM checkpoints WHERE connection = ?1", [id])?;
             tx.execute("DELETE FROM runs WHERE connection = ?1", [id])?;
+            tx.execute("DELETE FROM webhook_deliveries WHERE connection = ?1", [id])?;
         }
         tx.commit()?;
         Ok(removed)
     }
 
-    fn due(&mut self, now_us: i64) -> Result<Vec<Connection>, StoreError> {
+    fn due(&mut self, now_us: i64, quiet_us: i64) -> Result<Vec<Connection>, StoreError> {
         let db = self.connection.lock();
         let mut statement = db.prepare(&format!(
             "SELECT {COLUMNS} FROM connections
-             WHERE paused = 0 AND status <> 'needs_reauth' AND coalesce(next_run_at, 0) <= ?1
+             WHERE paused = 0 AND status <> 'needs_reauth'
+               AND (coalesce(next_run_at, 0) <= ?1 OR notified_at <= ?1 - ?2)
              ORDER BY coalesce(next_run_at, 0), id"
         ))?;
-        let rows = statement.query_map([now_us], connection_from)?;
+        let rows = statement.query_map([now_us, quiet_us], connection_from)?;
         let mut connections = Vec::new();
         for row in rows {
             connections.push(row??);
@@ -205,6 +220,38 @@ impl ConnectionStore for SqliteConnections {
             )
             .optional()?;
         Ok(found.flatten())
+    }
+
+    fn secrets(&mut self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError> {
+        let db = self.connection.lock();
+        Ok(db
+            .query_row("SELECT webhook_secret, verifier_token FROM credentials WHERE connection = ?1", [id], |row| {
+                Ok(ConnectionSecrets { webhook_secret: row.get(0)?, verifier_token: row.get(1)? })
+            })
+            .optional()?)
+    }
+
+    fn verifier_tokens(&mut self) -> Result<Vec<String>, StoreError> {
+        let db = self.connection.lock();
+        let mut statement = db.prepare_cached("SELECT DISTINCT verifier_token FROM credentials WHERE verifier_token IS NOT NULL")?;
+        let tokens = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        Ok(tokens)
+    }
+
+    fn notify_realm(&mut self, realm: &str, now_us: i64) -> Result<Vec<String>, StoreError> {
+        let db = self.connection.lock();
+        let mut statement = db.prepare_cached(
+            "UPDATE connections SET notified_at = ?2 WHERE json_extract(config, '$.realmId') = ?1 RETURNING id",
+        )?;
+        let ids = statement.query_map(params![realm, now_us], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError> {
+        self.connection
+            .lock()
+            .execute("UPDATE connections SET notified_at = NULL WHERE id = ?1 AND notified_at <= ?2", params![id, start_us])?;
+        Ok(())
     }
 
     fn save_tokens(&mut self, id: &str, tokens: &Tokens) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_records.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_listings.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_connections.sql")),
+    (4, include_str!("../../../migrations/sqlite/0004_webhooks.sql")),
 ];
 
 /// The schema version this host writes.

@@ -6,15 +6,20 @@ mod checkpoints;
 mod connections;
 mod migrations;
 mod records;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use checkpoints::SqliteCheckpoints;
 pub use connections::{SqliteConnections, SqliteRuns};
+pub use webhooks::SqliteWebhooks;
 pub use records::SqliteRecords;
 
-use super::{CheckpointStore, ConnectionStore, Database, OpenMode, RecordStore, RunHistory, RunLease, RunStores, StoreError};
+use super::{
+    CheckpointStore, ConnectionStore, Database, OpenMode, RecordStore, RunHistory, RunLease, RunStores, StoreError,
+    WebhookStore,
+};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -187,6 +192,10 @@ impl Database for SqliteDatabase {
 
     fn runs(&self) -> Result<Box<dyn RunHistory>, StoreError> {
         Ok(Box::new(SqliteRuns::new(Shared::new(self.connection()?))))
+    }
+
+    fn webhooks(&self) -> Result<Box<dyn WebhookStore>, StoreError> {
+        Ok(Box::new(SqliteWebhooks::new(Shared::new(self.connection()?))))
     }
 
     fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError> {

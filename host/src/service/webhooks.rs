@@ -1,0 +1,192 @@
+//! Webhooks out (docs/webhooks.md): after a run that changed something, or
+//! failed, the host tells the user's application with a signed JSON POST.
+//! Deliveries are kept in the database until delivered or given up, so a
+//! restart loses none; a run never waits for one.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use crate::store::sqlite::now_us;
+use crate::store::{Database, Delivery};
+
+/// The header carrying the signature: `sha256=<hex HMAC-SHA256 of the body>`.
+pub const SIGNATURE_HEADER: &str = "X-Sync-Signature";
+/// How often the deliverer looks for due deliveries.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a claimed delivery is left to its worker.
+const LEASE: Duration = Duration::from_secs(60);
+/// The longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The body of a webhook (its shape is in docs/webhooks.md).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct WebhookBody {
+    pub connection_id: String,
+    pub sync: String,
+    pub model: String,
+    pub added: u32,
+    pub updated: u32,
+    pub deleted: u32,
+    /// Read `GET /<endpoint>?modified_after=` this to get every change of the run.
+    pub modified_after: String,
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+/// `sha256=<hex>` of the HMAC-SHA256 of `body` with `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// How deliveries are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryPolicy {
+    /// The wait after the first failed attempt; it doubles each time.
+    pub base: Duration,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        // 12 attempts over about 70 minutes.
+        DeliveryPolicy { base: Duration::from_secs(1), max_attempts: 12, timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Sends the pending deliveries of one database.
+pub struct Deliverer {
+    db: Arc<dyn Database>,
+    /// The secret of connections without their own.
+    default_secret: Option<String>,
+    policy: DeliveryPolicy,
+    agent: ureq::Agent,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Delivered,
+    /// Worth trying again (5xx, 408, 429, network).
+    Retry(String),
+    /// The receiver refused it (another 4xx), or it cannot be sent.
+    GiveUp(String),
+}
+
+impl Deliverer {
+    pub fn new(db: Arc<dyn Database>, default_secret: Option<String>, policy: DeliveryPolicy) -> Arc<Self> {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(policy.timeout))
+            .build()
+            .into();
+        Arc::new(Deliverer { db, default_secret: default_secret.filter(|s| !s.is_empty()), policy, agent })
+    }
+
+    /// Delivers until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let deliverer = self.clone();
+            let delivered = tokio::task::spawn_blocking(move || deliverer.deliver_due()).await;
+            if let Ok(Err(e)) = delivered {
+                tracing::error!(target: "webhooks", "cannot read the pending deliveries: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One pass: claims and sends what is due.
+    pub fn deliver_due(&self) -> Result<(), crate::store::StoreError> {
+        let due = self.db.webhooks()?.claim_due(now_us(), LEASE.as_micros() as i64, 16)?;
+        for delivery in due {
+            self.deliver(&delivery)?;
+        }
+        Ok(())
+    }
+
+    fn secret_for(&self, connection: &str) -> Option<String> {
+        let own = self.db.connections().and_then(|mut c| c.secrets(connection)).ok().flatten().and_then(|s| s.webhook_secret);
+        own.or_else(|| self.default_secret.clone())
+    }
+
+    fn deliver(&self, delivery: &Delivery) -> Result<(), crate::store::StoreError> {
+        let attempts = delivery.attempts + 1;
+        let outcome = match self.secret_for(&delivery.connection) {
+            None => Attempt::Retry("no secret to sign it with: give `serve --webhook-secret` or the connection's own".into()),
+            Some(secret) => self.attempt(delivery, &secret),
+        };
+        let mut store = self.db.webhooks()?;
+        match outcome {
+            Attempt::Delivered => {
+                crate::metrics::webhook_delivery("delivered");
+                tracing::info!(target: "webhooks", connection = %delivery.connection, delivery = delivery.id, attempts, "delivered");
+                store.delivered(delivery.id, attempts, now_us())
+            }
+            Attempt::Retry(error) if attempts < self.policy.max_attempts => {
+                let wait = self.policy.base.saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+                crate::metrics::webhook_delivery("retried");
+                tracing::warn!(target: "webhooks", connection = %delivery.connection, delivery = delivery.id, attempts, "{error}; trying again in {wait:?}");
+                store.failed(delivery.id, attempts, &error, Some(now_us() + wait.as_micros() as i64))
+            }
+            Attempt::Retry(error) | Attempt::GiveUp(error) => {
+                crate::metrics::webhook_delivery("given_up");
+                tracing::warn!(target: "webhooks", connection = %delivery.connection, delivery = delivery.id, attempts, "giving up: {error}");
+                store.failed(delivery.id, attempts, &error, None)
+            }
+        }
+    }
+
+    fn attempt(&self, delivery: &Delivery, secret: &str) -> Attempt {
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&delivery.url)
+            .header("Content-Type", "application/json")
+            .header(SIGNATURE_HEADER, sign(secret, delivery.body.as_bytes()))
+            .header("X-Sync-Delivery", delivery.id.to_string())
+            .body(delivery.body.clone().into_bytes());
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return Attempt::GiveUp(format!("cannot build the request to {}: {e}", delivery.url)),
+        };
+        match self.agent.run(request) {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match status {
+                    200..=299 => Attempt::Delivered,
+                    408 | 429 | 500..=599 => Attempt::Retry(format!("the receiver answered {status}")),
+                    _ => Attempt::GiveUp(format!("the receiver refused it with {status}")),
+                }
+            }
+            Err(e) => Attempt::Retry(format!("cannot reach the receiver: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_hex_hmac_sha256_of_the_body() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            sign("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

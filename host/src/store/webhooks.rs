@@ -1,0 +1,62 @@
+//! Webhook deliveries to the user's application, kept until delivered or
+//! given up, so a restart loses none.
+
+use super::StoreError;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    /// Refused by the receiver (a 4xx), or still failing after every attempt.
+    GivenUp,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::GivenUp => "given_up",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "given_up" => Some(DeliveryStatus::GivenUp),
+            _ => None,
+        }
+    }
+}
+
+/// One webhook to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub connection: String,
+    pub run: Option<String>,
+    pub url: String,
+    pub body: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_us: i64,
+    pub last_error: Option<String>,
+    pub created_us: i64,
+    pub delivered_us: Option<i64>,
+}
+
+/// A webhook-deliveries backend.
+pub trait WebhookStore: Send {
+    /// Queues a delivery, due now; returns its id.
+    fn enqueue(&mut self, connection: &str, run: Option<&str>, url: &str, body: &str) -> Result<i64, StoreError>;
+    /// Claims up to `limit` due deliveries for `lease_us`: another worker (in
+    /// this process or another) does not take them meanwhile.
+    fn claim_due(&mut self, now_us: i64, lease_us: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    fn delivered(&mut self, id: i64, attempts: u32, at_us: i64) -> Result<(), StoreError>;
+    /// Records a failed attempt: tried again at `next_attempt_us`, or given up.
+    fn failed(&mut self, id: i64, attempts: u32, error: &str, next_attempt_us: Option<i64>) -> Result<(), StoreError>;
+    /// The connection's deliveries, newest first, before id `before`.
+    fn list(&mut self, connection: &str, before: Option<i64>, limit: u32) -> Result<(Vec<Delivery>, bool), StoreError>;
+}
