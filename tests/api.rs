@@ -1,5 +1,6 @@
 //! `GET /customers` as platform users rely on it (docs/api.md), end to end
-//! through `sync-host serve`.
+//! through `sync-host serve`, on each backend: SQLite, and PostgreSQL when
+//! `SYNC_HOST_TEST_POSTGRES` names a server (one suite, two backends).
 
 use chrono::Duration;
 use e2e_tests::*;
@@ -9,10 +10,10 @@ use std::collections::{BTreeMap, HashSet};
 
 /// A store with two connections: `default` (600 customers, some archived and
 /// then some changed, so every last_action occurs) and `acme` (33).
-fn synced() -> Harness {
+fn synced(backend: Backend) -> Harness {
     let fake = FakeQbo::new(REALM, TOKEN);
     fake.seed_generated(600, &GenerateOptions { archived_fraction: 0.1, ..Default::default() });
-    let mut harness = Harness::new(fake);
+    let mut harness = Harness::on(fake, backend);
     harness.sync();
     harness.fake.advance(Duration::hours(1));
     let ids: Vec<String> = harness.fake.all_customers().iter().map(|c| c["Id"].as_str().unwrap().to_owned()).collect();
@@ -67,9 +68,8 @@ fn order_key(record: &Value) -> (String, String) {
     )
 }
 
-#[test]
-fn paging_with_any_limit_visits_every_record_once_in_order() {
-    let harness = synced();
+fn paging_with_any_limit_visits_every_record_once_in_order(backend: Backend) {
+    let harness = synced(backend);
     let serve = ServeProcess::start(&harness.db(), None);
     let everything = page_all(&serve.api, "limit=10000", &[]);
     assert_eq!(everything.len(), 600 - 60, "every record ever stored, the 24 archived since included");
@@ -89,9 +89,8 @@ fn paging_with_any_limit_visits_every_record_once_in_order() {
     assert_eq!(default["records"].as_array().unwrap().len(), 100);
 }
 
-#[test]
-fn filters_and_modified_after_combine() {
-    let harness = synced();
+fn filters_and_modified_after_combine(backend: Backend) {
+    let harness = synced(backend);
     let serve = ServeProcess::start(&harness.db(), None);
     let all = page_all(&serve.api, "limit=10000", &[]);
     let by_action = |action: &str| -> HashSet<String> {
@@ -122,9 +121,8 @@ fn filters_and_modified_after_combine() {
     assert_eq!(ids(&page_all(&serve.api, &format!("{query}&filter=deleted"), &[])), deleted_after);
 }
 
-#[test]
-fn a_record_cursor_resumes_right_after_it_and_modified_records_come_back() {
-    let harness = synced();
+fn a_record_cursor_resumes_right_after_it_and_modified_records_come_back(backend: Backend) {
+    let harness = synced(backend);
     let serve = ServeProcess::start(&harness.db(), None);
     let all = page_all(&serve.api, "limit=10000", &[]);
     let tenth = &all[9];
@@ -150,9 +148,8 @@ fn a_record_cursor_resumes_right_after_it_and_modified_records_come_back() {
     assert_eq!(seen.len(), all.len(), "nothing lost");
 }
 
-#[test]
-fn connections_are_isolated_and_selected_by_header() {
-    let harness = synced();
+fn connections_are_isolated_and_selected_by_header(backend: Backend) {
+    let harness = synced(backend);
     let serve = ServeProcess::start(&harness.db(), None);
     let acme = page_all(&serve.api, "limit=10000", &[("Connection-Id", "acme")]);
     assert_eq!(acme.len(), 33);
@@ -174,9 +171,8 @@ fn connections_are_isolated_and_selected_by_header() {
     assert_ne!(default.len(), 33);
 }
 
-#[test]
-fn bad_input_gets_a_400_naming_the_parameter_never_a_500() {
-    let harness = synced();
+fn bad_input_gets_a_400_naming_the_parameter_never_a_500(backend: Backend) {
+    let harness = synced(backend);
     let serve = ServeProcess::start(&harness.db(), None);
     for (query, code, names) in [
         ("limit=0", "invalid_limit", "limit"),
@@ -208,9 +204,8 @@ fn bad_input_gets_a_400_naming_the_parameter_never_a_500() {
     assert_eq!(status, 405);
 }
 
-#[test]
-fn an_api_key_is_required_when_configured() {
-    let harness = synced();
+fn an_api_key_is_required_when_configured(backend: Backend) {
+    let harness = synced(backend);
     let serve = ServeProcess::start(&harness.db(), Some("k3y-for-tests"));
     let (status, body) = serve.api.get("/customers?limit=1", &[]);
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
@@ -222,9 +217,8 @@ fn an_api_key_is_required_when_configured() {
     assert_eq!(status, 200, "{body}");
 }
 
-#[test]
-fn real_responses_conform_to_the_openapi_document() {
-    let harness = synced();
+fn real_responses_conform_to_the_openapi_document(backend: Backend) {
+    let harness = synced(backend);
     let serve = ServeProcess::start(&harness.db(), Some("k"));
     let auth = [("Authorization", "Bearer k")];
     let (status, served) = serve.api.get("/openapi.json", &[]);
@@ -248,3 +242,34 @@ fn real_responses_conform_to_the_openapi_document() {
     let (status, body) = serve.api.request("POST", "/customers", &auth);
     check(status, &body);
 }
+
+/// Each case on each backend: `<case>::sqlite` and `<case>::postgres`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[test]
+                fn sqlite() {
+                    super::$case(e2e_tests::Backend::Sqlite);
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(backend) = e2e_tests::Backend::postgres() {
+                        super::$case(backend);
+                    }
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    paging_with_any_limit_visits_every_record_once_in_order,
+    filters_and_modified_after_combine,
+    a_record_cursor_resumes_right_after_it_and_modified_records_come_back,
+    connections_are_isolated_and_selected_by_header,
+    bad_input_gets_a_400_naming_the_parameter_never_a_500,
+    an_api_key_is_required_when_configured,
+    real_responses_conform_to_the_openapi_document,
+);

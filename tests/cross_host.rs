@@ -63,7 +63,7 @@ fn rust_records(harness: &Harness) -> Records {
 /// The Node host's records, served by sync-host's records API from the
 /// database the Node host wrote.
 fn node_records(db: &Path) -> Records {
-    by_id(Api::start(db, None).all("limit=1000", "default"))
+    by_id(Api::start(db.to_str().unwrap(), None).all("limit=1000", "default"))
 }
 
 fn by_id(records: Vec<Value>) -> Records {

@@ -27,7 +27,7 @@ fn cli_run(harness: &Harness, extra: &[&str]) -> (bool, String, String) {
     let db = harness.db();
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let mut args = vec![
-        "run", "--component", &wasm, "--db", db.to_str().unwrap(), "--base-url", &harness.base_url, "--realm-id", REALM,
+        "run", "--component", &wasm, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM,
         "--retry-max-wait-secs", "1",
     ];
     args.extend_from_slice(extra);
@@ -277,7 +277,7 @@ fn a_run_killed_with_sigkill_mid_sync_is_resumed_by_the_next() {
     let db = harness.db();
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let mut child = std::process::Command::new(host_binary())
-        .args(["run", "--component", &wasm, "--db", db.to_str().unwrap(), "--base-url", &harness.base_url])
+        .args(["run", "--component", &wasm, "--db", db.as_str(), "--base-url", &harness.base_url])
         .args(["--realm-id", REALM])
         .env("QBO_ACCESS_TOKEN", TOKEN)
         .stdout(std::process::Stdio::null())
@@ -319,7 +319,7 @@ fn a_second_run_of_a_running_connection_refuses_and_the_store_ends_right() {
         let wasm = guest_wasm().to_str().unwrap().to_owned();
         std::thread::spawn(move || {
             sync_host_cli(
-                &["run", "--component", &wasm, "--db", db.to_str().unwrap(), "--base-url", &base_url, "--realm-id", REALM],
+                &["run", "--component", &wasm, "--db", db.as_str(), "--base-url", &base_url, "--realm-id", REALM],
                 &[("QBO_ACCESS_TOKEN", TOKEN)],
             )
             .unwrap()

@@ -149,7 +149,7 @@ fn command_line_run_prints_one_json_summary_and_fails_clearly() {
     let db = harness.db();
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let args = [
-        "run", "--component", &wasm, "--db", db.to_str().unwrap(), "--base-url", &harness.base_url, "--realm-id", REALM,
+        "run", "--component", &wasm, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM,
     ];
 
     let (ok, stdout, stderr) = sync_host_cli(&args, &[("QBO_ACCESS_TOKEN", TOKEN)]).unwrap();

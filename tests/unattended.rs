@@ -75,7 +75,7 @@ fn an_access_token_expiring_mid_sync_is_refreshed_and_the_run_completes() {
     let db = harness.db();
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let (ok, stdout, stderr) = sync_host_cli(
-        &["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component", &wasm, "-v"],
+        &["run", "--db", db.as_str(), "--connection", "acme", "--component", &wasm, "-v"],
         &[("RUST_LOG", "trace")],
     )
     .unwrap();
@@ -102,7 +102,7 @@ fn a_host_killed_right_after_a_refresh_keeps_the_rotated_token() {
     });
     let db = harness.db();
     let mut child = std::process::Command::new(host_binary())
-        .args(["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component"])
+        .args(["run", "--db", db.as_str(), "--connection", "acme", "--component"])
         .arg(guest_wasm())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -118,7 +118,7 @@ fn a_host_killed_right_after_a_refresh_keeps_the_rotated_token() {
     assert_ne!(stored_refresh_token(&harness, "acme"), first_refresh);
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let (ok, _, stderr) =
-        sync_host_cli(&["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component", &wasm], &[]).unwrap();
+        sync_host_cli(&["run", "--db", db.as_str(), "--connection", "acme", "--component", &wasm], &[]).unwrap();
     assert!(ok, "the restarted host works with the rotated token: {stderr}");
     harness.connection_as("acme").assert_store_matches_upstream();
 }
@@ -162,7 +162,7 @@ fn one_connection_never_runs_twice_at_once_across_processes() {
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let db = harness.db();
     let (ok, _, stderr) =
-        sync_host_cli(&["run", "--db", db.to_str().unwrap(), "--connection", "acme", "--component", &wasm], &[]).unwrap();
+        sync_host_cli(&["run", "--db", db.as_str(), "--connection", "acme", "--component", &wasm], &[]).unwrap();
     assert!(!ok);
     assert!(stderr.contains("another run holds connection `acme`"), "{stderr}");
     wait_until("the scheduled run to end", Wait::from_secs(60), || !finished_runs(&serve, "acme").is_empty());

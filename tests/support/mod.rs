@@ -125,32 +125,117 @@ pub struct Harness {
     pub base_url: String,
     _server: Option<fake_qbo::RunningFake>,
     _dir: Option<tempfile::TempDir>,
-    db_path: PathBuf,
+    /// What `--db` says: a SQLite file, or a PostgreSQL URL.
+    db_location: String,
+    _postgres: Option<std::sync::Arc<PostgresDatabase>>,
     pub connection: String,
+}
+
+/// Where a test's host keeps its data.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// A server on which each test makes a database of its own.
+    Postgres { admin_url: String },
+}
+
+impl Backend {
+    /// PostgreSQL, when `SYNC_HOST_TEST_POSTGRES` names a server; otherwise
+    /// `None`, after saying how to run these tests.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("SYNC_HOST_TEST_POSTGRES") {
+            Ok(admin_url) if !admin_url.is_empty() => Some(Backend::Postgres { admin_url }),
+            _ => {
+                eprintln!(
+                    "skipped: set SYNC_HOST_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test to run the PostgreSQL tests"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A database of its own on a PostgreSQL server, dropped with the value.
+pub struct PostgresDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    pub fn create(admin_url: &str) -> Self {
+        let name = format!("sync_host_e2e_{:016x}", rand_u64());
+        postgres_admin(admin_url, &format!("CREATE DATABASE {name}"));
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url, String::new()),
+        };
+        let server = base.rsplit_once('/').map(|(server, _)| server).unwrap_or(base);
+        PostgresDatabase { url: format!("{server}/{name}{query}"), admin_url: admin_url.to_owned(), name }
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        postgres_admin(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    hasher.finish()
+}
+
+/// Runs one statement on the server's maintenance database.
+fn postgres_admin(admin_url: &str, sql: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, driver) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("the PostgreSQL server of SYNC_HOST_TEST_POSTGRES answers: {e}"));
+        tokio::spawn(driver);
+        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }
 
 impl Harness {
     /// Starts `fake` on loopback with a fresh database.
     pub fn new(fake: FakeQbo) -> Self {
+        Self::on(fake, Backend::Sqlite)
+    }
+
+    /// Starts `fake` on loopback with a fresh database on `backend`.
+    pub fn on(fake: FakeQbo, backend: Backend) -> Self {
         let server = fake.start().expect("fake QuickBooks starts");
         let dir = tempfile::tempdir().expect("temp dir");
+        let (db_location, postgres) = match backend {
+            Backend::Sqlite => (dir.path().join("records.sqlite").to_str().unwrap().to_owned(), None),
+            Backend::Postgres { admin_url } => {
+                let database = PostgresDatabase::create(&admin_url);
+                (database.url.clone(), Some(std::sync::Arc::new(database)))
+            }
+        };
         Harness {
             base_url: server.base_url(),
             fake,
             _server: Some(server),
-            db_path: dir.path().join("records.sqlite"),
+            db_location,
+            _postgres: postgres,
             _dir: Some(dir),
             connection: "default".into(),
         }
     }
 
-    pub fn db(&self) -> PathBuf {
-        self.db_path.clone()
+    /// The test's database, as `--db` names it: a SQLite file or a PostgreSQL URL.
+    pub fn db(&self) -> String {
+        self.db_location.clone()
     }
 
     /// The test's database, opened (and created) as the host opens it.
     pub fn database(&self) -> Arc<dyn Database> {
-        store::open(self.db().to_str().unwrap(), OpenMode::Create).expect("the database opens")
+        store::open(&self.db(), OpenMode::Create).expect("the database opens")
     }
 
     /// The connection as the tests run it: the fake's realm and token, quick retries.
@@ -257,7 +342,8 @@ impl HarnessView<'_> {
             base_url: self.harness.base_url.clone(),
             _server: None,
             _dir: None,
-            db_path: self.harness.db(),
+            db_location: self.harness.db(),
+            _postgres: None,
             connection: self.connection.clone(),
         };
         f(&view)
@@ -323,9 +409,9 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn start(db: &Path, api_key: Option<String>) -> Self {
+    pub fn start(db: &str, api_key: Option<String>) -> Self {
         let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let db = store::open(db.to_str().unwrap(), OpenMode::MustExist).expect("the database opens");
+        let db = store::open(db, OpenMode::MustExist).expect("the database opens");
         let state = sync_host::api::ApiState::new(db, api_key, runtime().metadata().endpoints.clone());
         let listener = tokio.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
@@ -453,7 +539,7 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    pub fn start(db: &Path, api_key: Option<&str>) -> Self {
+    pub fn start(db: &str, api_key: Option<&str>) -> Self {
         let mut args = Vec::new();
         if let Some(key) = api_key {
             args.extend(["--api-key", key]);
@@ -462,10 +548,10 @@ impl ServeProcess {
     }
 
     /// `serve --db <db> --listen 127.0.0.1:0 --component <guest> <args>`.
-    pub fn start_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub fn start_with(db: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         use std::io::BufRead as _;
         let mut child = Command::new(host_binary())
-            .args(["serve", "--db", db.to_str().unwrap(), "--listen", "127.0.0.1:0", "--component"])
+            .args(["serve", "--db", db, "--listen", "127.0.0.1:0", "--component"])
             .arg(guest_wasm())
             .args(args)
             .env_remove("SYNC_HOST_API_KEY")
@@ -523,10 +609,10 @@ impl Drop for ServeProcess {
 
 /// `sync-host connections add <id> --db <db> --base-url <fake> --realm-id
 /// <realm>` plus `args` (credentials, `--every`, …).
-pub fn add_connection(db: &Path, id: &str, base_url: &str, args: &[&str]) {
+pub fn add_connection(db: &str, id: &str, base_url: &str, args: &[&str]) {
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let mut all = vec![
-        "connections", "add", id, "--db", db.to_str().unwrap(), "--base-url", base_url, "--realm-id", REALM,
+        "connections", "add", id, "--db", db, "--base-url", base_url, "--realm-id", REALM,
         "--component", &wasm,
     ];
     all.extend_from_slice(args);

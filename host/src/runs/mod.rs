@@ -162,16 +162,53 @@ impl Runner {
         defaults: &RunDefaults,
         progress: Option<Progress>,
     ) -> Result<RunReport, RunFailure> {
+        self.run_stored(id, trigger, defaults, progress, None)
+    }
+
+    /// Like [`Runner::run_connection`], for the scheduler: once the run lock
+    /// is taken, runs only if the connection is still due at `now` (another
+    /// worker may have run it since the scheduler read it as due), else
+    /// refuses with [`RunFailure::Busy`].
+    pub fn run_if_due(
+        &self,
+        id: &str,
+        trigger: Trigger,
+        defaults: &RunDefaults,
+        quiet: Duration,
+    ) -> Result<RunReport, RunFailure> {
+        self.run_stored(id, trigger, defaults, None, Some(quiet))
+    }
+
+    fn run_stored(
+        &self,
+        id: &str,
+        trigger: Trigger,
+        defaults: &RunDefaults,
+        progress: Option<Progress>,
+        only_if_due: Option<Duration>,
+    ) -> Result<RunReport, RunFailure> {
+        let Some(lease) = self.db.try_lock_run(id).map_err(store_failure)? else {
+            return Err(RunFailure::Busy(id.to_owned()));
+        };
+        // Read under the lock: the run before this one may have ended since
+        // the caller looked.
         let connection = self
             .db
             .connections()
             .and_then(|mut c| c.get(id))
             .map_err(store_failure)?
             .ok_or_else(|| RunFailure::Host(anyhow::anyhow!("no connection `{id}` in {}", self.db.describe())))?;
+        if let Some(quiet) = only_if_due {
+            let now = now_us();
+            let scheduled = connection.next_run_at_us.unwrap_or(0) <= now;
+            let notified = connection.notified_at_us.is_some_and(|at| at <= now - quiet.as_micros() as i64);
+            if connection.paused || connection.status == ConnectionStatus::NeedsReauth || !(scheduled || notified) {
+                return Err(RunFailure::Busy(id.to_owned()));
+            }
+        }
         let spec = self.spec_for(&connection, defaults)?;
-        let Some(lease) = self.db.try_lock_run(id).map_err(store_failure)? else {
-            return Err(RunFailure::Busy(id.to_owned()));
-        };
+        // The lock was free: a run of this connection without an end died.
+        self.db.runs().and_then(|mut r| r.close_abandoned(id, now_us())).map_err(store_failure)?;
         let run = RunRecord {
             id: new_run_id(),
             connection: id.to_owned(),
@@ -181,6 +218,7 @@ impl Runner {
             outcome: None,
             summary: None,
             error: None,
+            worker: Some(worker()),
         };
         self.db.runs().and_then(|mut r| r.start(&run)).map_err(store_failure)?;
         let running = ConnectionUpdate { status: Some(ConnectionStatus::Running), ..Default::default() };
@@ -190,8 +228,9 @@ impl Runner {
 
         let tally = Tally::default();
         let result = self.execute(&spec, &run.id, progress, tally.clone());
-        drop(lease);
+        // Recorded before the lock goes, so no worker sees it due again.
         self.record_end(&connection, &run, &result, defaults);
+        drop(lease);
         self.tell(&connection, &run, &result, &tally);
         result
     }
@@ -369,6 +408,12 @@ impl Runner {
         };
         self.runtime.run(&run_id, capabilities, spec.limits.instance)
     }
+}
+
+/// This process, as the run history names it: `host:pid`.
+fn worker() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    format!("{}:{}", if host.is_empty() { "localhost" } else { &host }, std::process::id())
 }
 
 fn new_run_id() -> String {

@@ -110,7 +110,7 @@ impl Scheduler {
     }
 
     fn run_one(&self, id: &str, trigger: Trigger) {
-        let result = self.runner.run_connection(id, trigger, &self.defaults, None);
+        let result = self.runner.run_if_due(id, trigger, &self.defaults, self.quiet);
         match &result {
             Ok(report) => tracing::info!(
                 target: "scheduler",
@@ -119,8 +119,8 @@ impl Scheduler {
                 "run succeeded: {}",
                 report.to_json()
             ),
-            // Another process runs it: nothing to record, it is not ours.
-            Err(RunFailure::Busy(_)) => tracing::debug!(target: "scheduler", connection = id, "another process runs it"),
+            // Another process runs it (or just did): nothing to record, it is not ours.
+            Err(RunFailure::Busy(_)) => tracing::debug!(target: "scheduler", connection = id, "run by another worker"),
             Err(failure) => tracing::warn!(target: "scheduler", connection = id, "run failed: {failure}"),
         }
         self.running().remove(id);

@@ -61,7 +61,12 @@ pub struct RunRecord {
     /// The summary line (JSON), when the run produced one.
     pub summary: Option<String>,
     pub error: Option<String>,
+    /// The process that ran it (`host:pid`).
+    pub worker: Option<String>,
 }
+
+/// The error of a run whose worker stopped before recording its end.
+pub const ABANDONED: &str = "the worker running it stopped (it died or was killed); the next run resumed from the checkpoint";
 
 /// A run-history backend.
 pub trait RunHistory: Send {
@@ -76,6 +81,10 @@ pub trait RunHistory: Send {
         summary: Option<&str>,
         error: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Closes, as failed, the runs of `connection` that never recorded an
+    /// end. Called by a worker that just took the connection's run lock: no
+    /// run of it can be going on. Returns how many it closed.
+    fn close_abandoned(&mut self, connection: &str, now_us: i64) -> Result<u32, StoreError>;
     /// Runs of `connection`, newest first, strictly before `before`
     /// (`(started_us, id)`), at most `limit`; and whether more follow.
     fn list(

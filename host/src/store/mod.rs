@@ -8,6 +8,7 @@
 
 pub mod connections;
 pub mod history;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
 #[cfg(test)]
@@ -92,7 +93,12 @@ pub enum OpenMode {
     MustExist,
 }
 
-/// Opens the database named on the command line: a SQLite file path.
+/// Opens the database named on the command line: a `postgres://` URL, or a
+/// SQLite file path. (`mode` concerns files: a PostgreSQL database must exist
+/// already and gets its tables on first use.)
 pub fn open(location: &str, mode: OpenMode) -> Result<Arc<dyn Database>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresDatabase::open(location)?));
+    }
     Ok(Arc::new(sqlite::SqliteDatabase::open(Path::new(location), mode)?))
 }

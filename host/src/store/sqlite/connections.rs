@@ -303,14 +303,15 @@ fn run_from(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         outcome: outcome.map(|o| if o == "success" { Outcome::Success } else { Outcome::Failure }),
         summary: row.get(6)?,
         error: row.get(7)?,
+        worker: row.get(8)?,
     })
 }
 
 impl RunHistory for SqliteRuns {
     fn start(&mut self, run: &RunRecord) -> Result<(), StoreError> {
         self.connection.lock().execute(
-            "INSERT INTO runs (id, connection, trigger, started_at) VALUES (?1, ?2, ?3, ?4)",
-            params![run.id, run.connection, run.trigger.as_str(), run.started_us],
+            "INSERT INTO runs (id, connection, trigger, started_at, worker) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run.id, run.connection, run.trigger.as_str(), run.started_us, run.worker],
         )?;
         Ok(())
     }
@@ -330,6 +331,14 @@ impl RunHistory for SqliteRuns {
         Ok(())
     }
 
+    fn close_abandoned(&mut self, connection: &str, now_us: i64) -> Result<u32, StoreError> {
+        let closed = self.connection.lock().execute(
+            "UPDATE runs SET ended_at = ?2, outcome = 'failure', error = ?3 WHERE connection = ?1 AND outcome IS NULL",
+            params![connection, now_us, crate::store::history::ABANDONED],
+        )?;
+        Ok(closed as u32)
+    }
+
     fn list(
         &mut self,
         connection: &str,
@@ -339,7 +348,7 @@ impl RunHistory for SqliteRuns {
         let db = self.connection.lock();
         let (before_us, before_id) = before.unwrap_or((i64::MAX, String::new()));
         let mut statement = db.prepare_cached(
-            "SELECT id, connection, trigger, started_at, ended_at, outcome, summary, error FROM runs
+            "SELECT id, connection, trigger, started_at, ended_at, outcome, summary, error, worker FROM runs
              WHERE connection = ?1 AND (started_at < ?2 OR (started_at = ?2 AND id < ?3))
              ORDER BY started_at DESC, id DESC LIMIT ?4",
         )?;

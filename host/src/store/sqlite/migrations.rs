@@ -11,6 +11,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("../../../migrations/sqlite/0002_listings.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_connections.sql")),
     (4, include_str!("../../../migrations/sqlite/0004_webhooks.sql")),
+    (5, include_str!("../../../migrations/sqlite/0005_run_workers.sql")),
 ];
 
 /// The schema version this host writes.

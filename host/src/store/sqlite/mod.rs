@@ -259,7 +259,7 @@ mod tests {
         Fresh { db, _dir: dir }
     }
 
-    crate::store_suite!(fresh());
+    crate::store_suite!(Some(fresh()));
 
     #[test]
     fn a_missing_file_is_refused_when_it_must_exist() {
