@@ -228,6 +228,20 @@ impl Harness {
         }
     }
 
+    /// Starts another company's fake on loopback, sharing `other`'s database.
+    pub fn sharing(fake: FakeQbo, other: &Harness, connection: &str) -> Self {
+        let server = fake.start().expect("fake QuickBooks starts");
+        Harness {
+            base_url: server.base_url(),
+            fake,
+            _server: Some(server),
+            db_location: other.db(),
+            _postgres: None,
+            _dir: None,
+            connection: connection.to_owned(),
+        }
+    }
+
     /// The test's database, as `--db` names it: a SQLite file or a PostgreSQL URL.
     pub fn db(&self) -> String {
         self.db_location.clone()
@@ -580,6 +594,16 @@ impl ServeProcess {
             .recv_timeout(std::time::Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("serve printed no address: {:?}", lines.lock().unwrap()));
         ServeProcess { child, api: ApiClient { base_url }, stderr: lines, reader: Some(reader) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// What it printed on stderr so far.
