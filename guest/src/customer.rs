@@ -74,32 +74,34 @@ pub struct QboMetaData {
     pub last_updated_time: Option<String>,
 }
 
-/// One record of the Customer model.
+/// One record of the Customer model. The fields are in the order of their
+/// names, so the JSON written is already canonical (keys sorted): the host
+/// hashes it as it reads it, without sorting (docs/store.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Customer {
-    pub id: String,
-    pub given_name: Option<String>,
-    pub display_name: Option<String>,
     pub active: bool,
     pub balance_cents: i64,
-    pub taxable: bool,
+    pub bill_address: Option<Address>,
+    pub created_at: String,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub id: String,
     pub primary_email: Option<String>,
     pub primary_phone: Option<String>,
-    pub bill_address: Option<Address>,
     pub ship_address: Option<Address>,
-    pub created_at: String,
+    pub taxable: bool,
     pub updated_at: String,
 }
 
-/// A billing or shipping address of the Customer model.
+/// A billing or shipping address of the Customer model (fields in name order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Address {
     pub city: Option<String>,
-    pub line1: Option<String>,
-    pub postal_code: Option<String>,
     pub country: Option<String>,
     /// QuickBooks' address id; `""` when QuickBooks gave none.
     pub id: String,
+    pub line1: Option<String>,
+    pub postal_code: Option<String>,
 }
 
 /// Why a QuickBooks customer could not be mapped. Names the customer.
@@ -231,8 +233,11 @@ mod tests {
                 "created_at": "2026-01-02T03:04:05.000Z", "updated_at": "2026-01-02T03:04:05.000Z"
             })
         );
-        let text = serde_json::to_string(&record).unwrap();
-        assert!(text.find("\"id\"").unwrap() < text.find("\"updated_at\"").unwrap());
+        // Written with its keys in order: canonical JSON.
+        let customer: QboCustomer = serde_json::from_str(r#"{"Id":"7","BillAddr":{"City":"x"},"MetaData":{"CreateTime":"2026-01-02T03:04:05Z","LastUpdatedTime":"2026-01-02T03:04:05Z"}}"#).unwrap();
+        let text = serde_json::to_string(&customer.to_customer().unwrap()).unwrap();
+        let sorted = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&text).unwrap()).unwrap();
+        assert_eq!(text, sorted);
     }
 
     #[test]

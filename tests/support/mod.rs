@@ -66,6 +66,15 @@ pub fn conformance_wasm() -> &'static Path {
     })
 }
 
+/// The hostile component (`testing/hostile`), built like the guest.
+pub fn hostile_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        cargo_build(&["--target", "wasm32-wasip2", "-p", "hostile-component"]);
+        workspace().join("target/wasm32-wasip2/release/hostile_component.wasm")
+    })
+}
+
 /// The Node host's folder.
 pub fn node_dir() -> PathBuf {
     workspace().join("host/node")

@@ -9,6 +9,7 @@
 //! traps) with a [`LimitExceeded`] that names the limit; the runtime reports
 //! it as the run's failure.
 
+pub mod canonical;
 pub mod checkpoint;
 pub mod config;
 pub mod logging;

@@ -7,9 +7,9 @@
 //! component (`testing/conformance`), which every host runs; the tests here
 //! cover only what a component cannot see (the hash itself).
 
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
+use super::canonical::{hash_record, HashError};
 use super::{Limit, LimitExceeded};
 use crate::bindings::portable_sync::sync::{listing as wit_listing, records as wit};
 use crate::store::{BatchOutcome, RecordStore, Scope, StoreError, ValidRecord};
@@ -104,63 +104,25 @@ impl RecordsCtx {
     }
 }
 
-/// Validates a batch of JSON texts and computes each record's canonical hash.
+/// Validates a batch of JSON texts and computes each record's canonical hash
+/// (`canonical.rs`).
 pub fn validate_batch(records: &[String]) -> Result<Vec<ValidRecord>, BatchError> {
     let mut seen = HashSet::with_capacity(records.len());
     records
         .iter()
         .enumerate()
         .map(|(index, text)| {
-            let value: serde_json::Value = serde_json::from_str(text)
-                .map_err(|e| BatchError::InvalidJson { index, reason: e.to_string() })?;
-            let object = value.as_object().ok_or(BatchError::NotAnObject { index })?;
-            let id = match object.get("id") {
-                Some(serde_json::Value::String(id)) if !id.is_empty() => id.clone(),
-                _ => return Err(BatchError::InvalidId { index }),
-            };
+            let hashed = hash_record(text).map_err(|e| match e {
+                HashError::InvalidJson(reason) => BatchError::InvalidJson { index, reason },
+                HashError::NotAnObject => BatchError::NotAnObject { index },
+            })?;
+            let id = hashed.id.filter(|id| !id.is_empty()).ok_or(BatchError::InvalidId { index })?;
             if !seen.insert(id.clone()) {
                 return Err(BatchError::DuplicateId { id });
             }
-            let mut hasher = Sha256::new();
-            hash_canonical(&value, &mut hasher);
-            Ok(ValidRecord { id, json: text.trim().to_owned(), hash: hasher.finalize().into() })
+            Ok(ValidRecord { id, json: text.trim().to_owned(), hash: hashed.hash })
         })
         .collect()
-}
-
-/// Feeds the canonical form of `value` (object keys sorted by their UTF-8
-/// bytes, no whitespace) to `hasher`. Sorting here, rather than relying on
-/// serde_json's map order, keeps the hash stable whichever serde_json
-/// features the build enables.
-fn hash_canonical(value: &serde_json::Value, hasher: &mut Sha256) {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            hasher.update(b"{");
-            for (index, (key, item)) in entries.into_iter().enumerate() {
-                if index > 0 {
-                    hasher.update(b",");
-                }
-                hasher.update(serde_json::to_string(key).expect("a string serializes").as_bytes());
-                hasher.update(b":");
-                hash_canonical(item, hasher);
-            }
-            hasher.update(b"}");
-        }
-        Value::Array(items) => {
-            hasher.update(b"[");
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    hasher.update(b",");
-                }
-                hash_canonical(item, hasher);
-            }
-            hasher.update(b"]");
-        }
-        scalar => hasher.update(serde_json::to_string(scalar).expect("a scalar serializes").as_bytes()),
-    }
 }
 
 /// Why a batch was refused before it reached the store.
@@ -321,22 +283,5 @@ impl wit_listing::Host for RecordsCtx {
 
     fn abandon(&mut self, model: String, listing: u64) -> Answer<()> {
         Ok(self.scope_for(&model).and_then(|scope| self.store.abandon_listing(&scope, listing).map_err(Into::into)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(texts: &[&str]) -> Result<Vec<ValidRecord>, BatchError> {
-        validate_batch(&texts.iter().map(|t| t.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn the_hash_is_sha256_of_the_canonical_text() {
-        // The Node host computes the same value; a database either wrote stays comparable.
-        let record = batch(&[r#"{ "z": "é\n", "id": "7", "a": [true, null, -3] }"#]).unwrap().remove(0);
-        let canonical = r#"{"a":[true,null,-3],"id":"7","z":"é\n"}"#;
-        assert_eq!(record.hash, <[u8; 32]>::from(Sha256::digest(canonical.as_bytes())));
     }
 }

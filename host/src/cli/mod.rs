@@ -18,6 +18,7 @@ use crate::capabilities::proxy::ProxyLimits;
 use crate::capabilities::records::RecordLimits;
 use crate::provider::{Quota, RetryPolicy};
 use crate::runs::{ConnectionSpec, RunDefaults, RunLimits, Runner};
+use crate::runtime::cache::ComponentCache;
 use crate::runtime::{InstanceLimits, SyncRuntime};
 use crate::service::Scheduler;
 use crate::store::{self, OpenMode, Trigger};
@@ -35,6 +36,13 @@ struct Cli {
     /// More logs on stderr (RUST_LOG overrides).
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Where compiled components are kept (default: $XDG_CACHE_HOME/sync-host,
+    /// else ~/.cache/sync-host).
+    #[arg(long, global = true, env = "SYNC_HOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile components every time instead of keeping them compiled.
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +62,15 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve a fake QuickBooks Online company on loopback (for tests and other hosts).
     FakeQbo(demo::FakeArgs),
+    /// Vet a component before running it: what it is, what it imports and
+    /// exports, and whether it fits this host; exits 1 when it does not.
+    Inspect {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print what a component declares (its `describe`), as JSON.
     Describe {
         /// The component (.wasm); defaults to the built guest.
@@ -106,6 +123,18 @@ pub struct LimitArgs {
     /// Longest single wait before a retry, in seconds.
     #[arg(long, default_value_t = 120)]
     retry_max_wait_secs: u64,
+    /// Records (or ids) one call of the component may carry.
+    #[arg(long, default_value_t = RecordLimits::default().records_per_batch)]
+    max_records_per_batch: usize,
+    /// Bytes of one record's JSON.
+    #[arg(long, default_value_t = RecordLimits::default().bytes_per_record)]
+    max_record_bytes: usize,
+    /// Bytes of one response from the provider.
+    #[arg(long, default_value_t = ProxyLimits::default().bytes_per_response)]
+    max_response_bytes: u64,
+    /// Requests to the provider in one run (retries not counted).
+    #[arg(long, default_value_t = ProxyLimits::default().requests_per_run)]
+    max_requests_per_run: u32,
     /// Requests a minute to the provider per connection, overriding the
     /// component's declared quota (0: no limit).
     #[arg(long)]
@@ -131,8 +160,8 @@ impl LimitArgs {
                 memory_bytes: self.memory_mib << 20,
                 deadline: Duration::from_secs(self.timeout_secs),
             },
-            records: RecordLimits::default(),
-            proxy: ProxyLimits::default(),
+            records: RecordLimits { records_per_batch: self.max_records_per_batch, bytes_per_record: self.max_record_bytes },
+            proxy: ProxyLimits { requests_per_run: self.max_requests_per_run, bytes_per_response: self.max_response_bytes },
         }
     }
 
@@ -216,12 +245,14 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    let _ = CACHE_DIR.set(if cli.no_cache { None } else { cli.cache_dir.or_else(crate::runtime::cache::default_dir) });
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
         Command::Connections(command) => connections::run(command),
         Command::Demo(args) => demo::demo(args),
         Command::FakeQbo(args) => demo::fake_qbo(args),
+        Command::Inspect { component, json } => inspect(&component, json),
         Command::Describe { component } => describe(component),
     };
     match result {
@@ -273,8 +304,23 @@ pub fn component_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The compiled-component cache the command line asked for (set once, in `main`).
+static CACHE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
 fn load_component(given: Option<PathBuf>) -> anyhow::Result<Arc<SyncRuntime>> {
-    Ok(Arc::new(SyncRuntime::from_file(&component_path(given)?)?))
+    let path = component_path(given)?;
+    // A cache that cannot be used (another user's directory, say) is only a
+    // slower start: say so and compile.
+    let cache = CACHE_DIR.get().cloned().flatten().and_then(|dir| match ComponentCache::open(&dir) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(target: "cache", "not using the compiled-component cache: {e:#}");
+            None
+        }
+    });
+    let (runtime, loaded) = SyncRuntime::load(&path, cache.as_ref())?;
+    tracing::debug!(target: "cache", component = %path.display(), ?loaded, "component loaded");
+    Ok(Arc::new(runtime))
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -375,6 +421,52 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
+    let inspection = crate::runtime::inspect::inspect(&bytes).with_context(|| format!("cannot inspect {}", path.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        print!("{}", inspect_text(&inspection));
+    }
+    anyhow::ensure!(inspection.fits, "{} does not fit this host: {}", path.display(), inspection.problem.unwrap_or_default());
+    Ok(())
+}
+
+/// `inspect`'s report for a person.
+fn inspect_text(inspection: &crate::runtime::inspect::Inspection) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if let Some(m) = &inspection.metadata {
+        let _ = writeln!(out, "{} {} ({} sync, {})", m.name, m.version, m.sync_type, m.frequency);
+        let _ = writeln!(out, "  {}", m.description);
+        let _ = writeln!(out, "scopes: {}", m.scopes.join(", "));
+        for e in &m.endpoints {
+            let _ = writeln!(out, "endpoint: {} {} -> model {}", e.method, e.path, e.model);
+        }
+        for model in &m.models {
+            let _ = writeln!(out, "model {}: {}", model.name, model.json_schema);
+        }
+        for key in &m.configuration {
+            let _ = writeln!(out, "config {}{}: {}", key.name, if key.required { " (required)" } else { "" }, key.description);
+        }
+        let l = &m.limits;
+        let _ = writeln!(
+            out,
+            "provider limits: {} requests a minute, {} at once, {} s after a 429 without Retry-After",
+            l.requests_per_minute, l.max_concurrent, l.throttle_wait_secs
+        );
+    }
+    for import in &inspection.imports {
+        let _ = writeln!(out, "import {}{}", import.name, if import.provided { "" } else { "  <- not provided by this host" });
+    }
+    for export in &inspection.exports {
+        let _ = writeln!(out, "export {export}");
+    }
+    let _ = writeln!(out, "{}", if inspection.fits { "fits this host" } else { "does NOT fit this host" });
+    out
 }
 
 fn describe(component: Option<PathBuf>) -> anyhow::Result<()> {

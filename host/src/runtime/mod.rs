@@ -2,6 +2,8 @@
 //! with fresh capability contexts, under a memory limit and a wall-clock
 //! deadline. Depends on the capabilities; they never depend on it.
 
+pub mod cache;
+pub mod inspect;
 mod metadata;
 
 use anyhow::Context as _;
@@ -197,8 +199,23 @@ impl Drop for SyncRuntime {
 impl SyncRuntime {
     /// Compiles the component at `path` and reads its metadata.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self::load(path, None)?.0)
+    }
+
+    /// Loads the component at `path`, from `cache` when it holds it compiled
+    /// (docs/architecture.md, "Compiled components"), and reads its metadata.
+    pub fn load(path: &Path, cache: Option<&cache::ComponentCache>) -> anyhow::Result<(Self, cache::Loaded)> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
-        Self::from_bytes(&bytes).with_context(|| format!("cannot load component {}", path.display()))
+        let engine = Engine::new(&engine_config())?;
+        let (component, loaded) = match cache {
+            Some(cache) => cache.load(&engine, &bytes),
+            None => Component::from_binary(&engine, &bytes).map(|c| (c, cache::Loaded::Compiled)).map_err(anyhow::Error::from),
+        }
+        .context("not a valid component")
+        .with_context(|| format!("cannot load component {}", path.display()))?;
+        let runtime =
+            Self::from_component(engine, component).with_context(|| format!("cannot load component {}", path.display()))?;
+        Ok((runtime, loaded))
     }
 
     /// Compiles a component from its bytes and reads its metadata.

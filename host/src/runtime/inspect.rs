@@ -1,0 +1,112 @@
+//! `sync-host inspect`: what a component is, what it imports and exports,
+//! and whether it fits the world this host offers, so a platform can vet a
+//! component before running it.
+
+use serde::Serialize;
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use super::{SyncMetadata, SyncRuntime, WORLD_PACKAGE};
+
+/// The interfaces this host links, without their version: its world's (at
+/// [`WORLD_PACKAGE`]'s version) and the WASI ones Rust's std needs (0.2.x).
+const WORLD_INTERFACES: &[&str] = &["proxy", "records", "listing", "checkpoint", "config", "logging"];
+const STD_WASI: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/exit",
+    "wasi:cli/environment",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// One import and whether this host provides it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Import {
+    pub name: String,
+    pub provided: bool,
+}
+
+/// What `inspect` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// Whether this host can run it: every import provided, `sync` exported.
+    pub fits: bool,
+    /// Why not, when it does not fit.
+    pub problem: Option<String>,
+    pub imports: Vec<Import>,
+    pub exports: Vec<String>,
+    /// Its `describe()`, when it fits.
+    pub metadata: Option<SyncMetadata>,
+}
+
+/// Whether this host links `import` (an interface name with its version).
+fn provided(import: &str) -> bool {
+    let (name, version) = import.rsplit_once('@').unwrap_or((import, ""));
+    let world_version = WORLD_PACKAGE.rsplit_once('@').map(|(_, v)| v).unwrap_or("");
+    if let Some(interface) = name.strip_prefix("portable-sync:sync/") {
+        return WORLD_INTERFACES.contains(&interface) && version == world_version;
+    }
+    STD_WASI.contains(&name) && version.starts_with("0.2.")
+}
+
+/// Inspects a component's bytes. An invalid component is an error; a valid
+/// one that does not fit is an [`Inspection`] with `fits: false`.
+pub fn inspect(bytes: &[u8]) -> anyhow::Result<Inspection> {
+    let engine = Engine::new(&super::engine_config())?;
+    let component = Component::from_binary(&engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e}"))?;
+    let ty = component.component_type();
+    let imports: Vec<Import> =
+        ty.imports(&engine).map(|(name, _)| Import { name: name.to_owned(), provided: provided(name) }).collect();
+    let exports: Vec<String> = ty.exports(&engine).map(|(name, _)| name.to_owned()).collect();
+    let unknown: Vec<&str> = imports.iter().filter(|i| !i.provided).map(|i| i.name.as_str()).collect();
+    if !unknown.is_empty() {
+        return Ok(Inspection {
+            fits: false,
+            problem: Some(format!("imports this host does not provide: {}", unknown.join(", "))),
+            imports,
+            exports,
+            metadata: None,
+        });
+    }
+    match SyncRuntime::from_component(engine, component) {
+        Ok(runtime) => {
+            Ok(Inspection { fits: true, problem: None, imports, exports, metadata: Some(runtime.metadata().clone()) })
+        }
+        Err(e) => Ok(Inspection { fits: false, problem: Some(format!("{e:#}")), imports, exports, metadata: None }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_world_at_its_version_and_std_wasi_are_provided() {
+        assert!(provided("portable-sync:sync/records@0.2.0"));
+        assert!(!provided("portable-sync:sync/records@0.1.0"), "another version of the world");
+        assert!(!provided("portable-sync:sync/secrets@0.2.0"));
+        assert!(provided("wasi:io/streams@0.2.6"));
+        assert!(!provided("wasi:sockets/tcp@0.2.6"));
+        assert!(!provided("wasi:filesystem/preopens@0.2.0"));
+    }
+
+    #[test]
+    fn a_component_that_imports_sockets_does_not_fit_and_says_which() {
+        let bytes = wat::parse_str(
+            r#"(component (import "wasi:sockets/tcp@0.2.6" (instance (export "f" (func)))) (import "wasi:io/poll@0.2.6" (instance)))"#,
+        )
+        .unwrap();
+        let inspection = inspect(&bytes).unwrap();
+        assert!(!inspection.fits);
+        assert!(inspection.problem.unwrap().contains("wasi:sockets/tcp@0.2.6"));
+        assert_eq!(inspection.imports.iter().filter(|i| i.provided).count(), 1);
+    }
+}
