@@ -284,11 +284,14 @@ fn init_logging(verbose: bool) {
 }
 
 /// The component to run: the one given, or the built guest next to the
-/// working directory or next to this executable's `target/` folder.
+/// working directory or next to this executable's `target/` folder. Started
+/// by cargo (`cargo demo`) in the source tree, it builds the guest first, so
+/// one command does everything (a no-op when the guest is up to date).
 pub fn component_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(path) = given {
         return Ok(path);
     }
+    build_guest_under_cargo()?;
     let mut candidates = vec![PathBuf::from(BUILT_GUEST)];
     if let Ok(exe) = std::env::current_exe() {
         // target/release/sync-host → target/wasm32-wasip2/release/...
@@ -306,6 +309,27 @@ pub fn component_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 /// The compiled-component cache the command line asked for (set once, in `main`).
 static CACHE_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// When cargo started this binary (it sets `CARGO`) from the workspace,
+/// builds the guest with the command the README gives.
+fn build_guest_under_cargo() -> anyhow::Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else { return Ok(()) };
+    if !Path::new("guest/Cargo.toml").exists() || !Path::new("wit/world.wit").exists() {
+        return Ok(());
+    }
+    if !Path::new(BUILT_GUEST).exists() {
+        eprintln!("building the customers component (wasm32-wasip2), once; a first build takes a minute…");
+    }
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "quickbooks-customers"])
+        .status()
+        .context("cannot run cargo to build the component")?;
+    anyhow::ensure!(
+        status.success(),
+        "building the component failed; is the target installed? `rustup target add wasm32-wasip2`"
+    );
+    Ok(())
+}
 
 fn load_component(given: Option<PathBuf>) -> anyhow::Result<Arc<SyncRuntime>> {
     let path = component_path(given)?;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, FixedOffset};
 use serde_json::{json, Map, Value};
 
+
 use crate::store::Store;
 
 /// The recorded sandbox answer (`{"QueryResponse":{"Customer":[...]}}`, 33 customers).
@@ -152,28 +153,20 @@ pub(crate) fn generate(store: &mut Store, n: usize, opts: &GenerateOptions) -> V
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let archived = ((i + 1) as f64 * fraction).floor() > (i as f64 * fraction).floor();
-        let mut customer = customer(&mut rng, store.next_id, archived);
+        let customer = customer(&mut rng, store.next_id, archived);
         let shared = opts
             .shared_timestamp
             .filter(|(count, _)| i < *count)
             .map(|(_, at)| at);
-        let id = match shared {
-            Some(at) => store.insert(Value::Object(customer), Some(at)),
+        let (created, updated) = match shared {
+            Some(at) => (at, at),
             None => {
                 let age = rng.below(spread_secs as u64 + 1) as i64;
                 let created = store.now - Duration::seconds(age);
-                let updated = created + Duration::seconds(rng.below(age as u64 + 1) as i64);
-                customer.insert(
-                    "MetaData".into(),
-                    json!({
-                        "CreateTime": crate::store::entity_timestamp(created),
-                        "LastUpdatedTime": crate::store::entity_timestamp(updated),
-                    }),
-                );
-                store.insert(Value::Object(customer), None)
+                (created, created + Duration::seconds(rng.below(age as u64 + 1) as i64))
             }
         };
-        ids.push(id);
+        ids.push(store.insert_new(customer, created, updated));
     }
     ids
 }

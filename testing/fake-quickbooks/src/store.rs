@@ -184,9 +184,12 @@ impl Store {
             .map(instant)
             .unwrap_or(i64::MIN);
         let active = body.get("Active").and_then(Value::as_bool).unwrap_or(true);
+        self.put_parts(id, Value::Object(body).to_string(), updated, active);
+    }
+
+    fn put_parts(&mut self, id: String, json: String, updated: i64, active: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let json = Value::Object(body).to_string();
         self.by_seq.insert(seq, id.clone());
         self.by_updated.insert((updated, seq), id.clone());
         self.by_id.insert(id.clone(), Stored { id, seq, active, updated, json });
@@ -241,6 +244,34 @@ impl Store {
         self.remove(&id);
         self.tombstones.retain(|t| t.id != id);
         self.put(id.clone(), body);
+        id
+    }
+
+    /// Inserts a new customer with a fresh Id and these times, as seeding does:
+    /// what [`Store::insert`] does, without reading back what it just wrote.
+    pub fn insert_new(
+        &mut self,
+        mut body: Map<String, Value>,
+        created: DateTime<FixedOffset>,
+        updated: DateTime<FixedOffset>,
+    ) -> String {
+        let mut id = self.next_id.to_string();
+        while self.by_id.contains_key(&id) {
+            self.next_id += 1;
+            id = self.next_id.to_string();
+        }
+        self.next_id += 1;
+        body.insert("Id".into(), Value::String(id.clone()));
+        let mut meta = Map::new();
+        meta.insert("CreateTime".into(), entity_timestamp(created).into());
+        meta.insert("LastUpdatedTime".into(), entity_timestamp(updated).into());
+        body.insert("MetaData".into(), Value::Object(meta));
+        body.entry("Active").or_insert(Value::Bool(true));
+        body.insert("SyncToken".into(), Value::String("0".into()));
+        body.insert("domain".into(), Value::String("QBO".into()));
+        body.insert("sparse".into(), Value::Bool(false));
+        let active = body.get("Active").and_then(Value::as_bool).unwrap_or(true);
+        self.put_parts(id.clone(), Value::Object(body).to_string(), instant(updated), active);
         id
     }
 
