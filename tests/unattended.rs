@@ -271,6 +271,8 @@ fn trigger_reset_pause_resume_frequency_and_history_through_the_api() {
         }
     }
     assert!(seen.len() >= 4);
+    let triggers: Vec<&str> = seen.iter().rev().take(4).map(|r| r["trigger"].as_str().unwrap()).collect();
+    assert_eq!(triggers, ["schedule", "api", "api", "api"], "the first run is the schedule's, then three asked for");
     let started: Vec<&str> = seen.iter().map(|r| r["started_at"].as_str().unwrap()).collect();
     assert!(started.windows(2).all(|w| w[0] >= w[1]), "newest first: {started:?}");
 

@@ -122,6 +122,7 @@ struct ChildReport {
     requests: u32,
     component_peak_bytes: usize,
     process_peak_kb: u64,
+    anonymous_peak_kb: u64,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -130,6 +131,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Result<()> {
+    let anon = process::AnonPeak::start();
     let database = store::open(db, OpenMode::Create)?;
     let report = if native {
         let mut platform = native::NativePlatform {
@@ -155,6 +157,7 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
             requests: summary.requests,
             component_peak_bytes: 0,
             process_peak_kb: process::own_peak_kb(),
+            anonymous_peak_kb: anon.peak_kb(),
         }
     } else {
         let runtime = Arc::new(SyncRuntime::from_file(component)?);
@@ -168,6 +171,7 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
             requests: report.summary.requests,
             component_peak_bytes: report.peak_memory_bytes,
             process_peak_kb: process::own_peak_kb(),
+            anonymous_peak_kb: anon.peak_kb(),
         }
     };
     println!("{}", serde_json::to_string(&report)?);
@@ -190,8 +194,8 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
     println!("## Full sync, end to end\n");
     println!("Median of {rounds} interleaved rounds, each from an empty database; each run in a process of its own,");
     println!("against a local server of pre-built QuickBooks pages (1,000 customers each).\n");
-    println!("| store | customers | in wasmtime (rec/s) | native (rec/s) | wasmtime / native time | requests | host peak RSS | component peak memory |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| store | customers | in wasmtime (rec/s) | native (rec/s) | wasmtime / native time | requests | host peak RSS | of it anonymous | component peak memory |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in sizes {
         let server = pages::PageServer::start(n);
         let mut backends = vec![("SQLite", None)];
@@ -200,7 +204,7 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
         }
         for (name, postgres) in &backends {
             let (mut wasm, mut native) = (Vec::new(), Vec::new());
-            let (mut rss, mut component_peak, mut requests) = (0, 0, 0);
+            let (mut rss, mut anonymous, mut component_peak, mut requests) = (0, 0, 0, 0);
             for _ in 0..rounds {
                 for is_native in [false, true] {
                     let dir = tempfile::tempdir()?;
@@ -215,6 +219,7 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
                     } else {
                         wasm.push(report.seconds);
                         rss = rss.max(report.process_peak_kb);
+                        anonymous = anonymous.max(report.anonymous_peak_kb);
                         component_peak = component_peak.max(report.component_peak_bytes);
                         requests = report.requests;
                     }
@@ -222,11 +227,12 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
             }
             let (wasm, native) = (median(wasm), median(native));
             println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {requests} | {:.0} MiB | {:.1} MiB |",
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {requests} | {:.0} MiB | {:.0} MiB | {:.1} MiB |",
                 n as f64 / wasm,
                 n as f64 / native,
                 wasm / native,
                 rss as f64 / 1024.0,
+                anonymous as f64 / 1024.0,
                 component_peak as f64 / (1 << 20) as f64,
             );
         }
@@ -361,7 +367,13 @@ fn node(component: &Path, customers: usize) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let host = process::sync_host()?;
     let node_run = process::workspace().join("host/node/run.mjs");
-    for (name, db) in [("sync-host", dir.path().join("rust.sqlite")), ("Node host", dir.path().join("node.sqlite"))] {
+    let runs = [
+        ("warm-up", "sync-host", dir.path().join("warm-rust.sqlite")),
+        ("warm-up", "Node host", dir.path().join("warm-node.sqlite")),
+        ("measured", "sync-host", dir.path().join("rust.sqlite")),
+        ("measured", "Node host", dir.path().join("node.sqlite")),
+    ];
+    for (purpose, name, db) in runs {
         let mut command = if name == "sync-host" {
             let mut c = std::process::Command::new(&host);
             c.args(["run", "--requests-per-minute", "0", "--db", db.to_str().unwrap()]);
@@ -379,10 +391,12 @@ fn node(component: &Path, customers: usize) -> anyhow::Result<()> {
             .stderr(std::process::Stdio::null());
         let (measured, output) = process::measure(command)?;
         anyhow::ensure!(measured.success, "{name} failed: {output}");
-        rows.push((name, measured, output.trim().to_owned()));
+        if purpose == "measured" {
+            rows.push((name, measured, output.trim().to_owned()));
+        }
     }
     println!("A full sync of {customers} customers from the fake QuickBooks, each host a process of its own");
-    println!("(compiled-component and transpile caches warm):\n");
+    println!("(after a warm-up run of each: compiled-component and transpile caches warm, files in the page cache):\n");
     println!("| host | wall time | customers/s | peak RSS | bytes written to disk |");
     println!("|---|---:|---:|---:|---:|");
     for (name, measured, _) in &rows {

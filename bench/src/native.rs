@@ -36,6 +36,7 @@ impl Platform for NativePlatform {
             },
             64 << 20,
             None,
+            &|| false,
         );
         let response = response.map_err(|e| e.to_string())?;
         Ok(HttpResponse { status: response.status, body: response.body, attempts: response.attempts })

@@ -9,6 +9,34 @@ pub fn own_peak_kb() -> u64 {
     status_kb("/proc/self/status", "VmHWM:").unwrap_or(0)
 }
 
+/// Samples this process's anonymous resident memory (RssAnon: heap, stacks,
+/// the component's linear memory) every few milliseconds and keeps the peak.
+/// VmHWM also counts file pages mapped in, and SQLite maps its database file
+/// (mmap_size), so at a million customers VmHWM is mostly the database file
+/// in the page cache; RssAnon is what the process itself holds.
+pub struct AnonPeak {
+    peak_kb: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AnonPeak {
+    pub fn start() -> Self {
+        let peak_kb = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampled = peak_kb.clone();
+        std::thread::spawn(move || loop {
+            if let Some(kb) = status_kb("/proc/self/status", "RssAnon:") {
+                sampled.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        });
+        AnonPeak { peak_kb }
+    }
+
+    pub fn peak_kb(&self) -> u64 {
+        let last = status_kb("/proc/self/status", "RssAnon:").unwrap_or(0);
+        self.peak_kb.load(std::sync::atomic::Ordering::Relaxed).max(last)
+    }
+}
+
 fn status_kb(path: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(path).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;

@@ -6,12 +6,14 @@
 //! - `capabilities`: one module per WIT interface a component imports, each
 //!   with its own context and a thin `Host` impl over a backend;
 //! - `provider`: the connection's provider (credentials, pacing, retries);
-//! - `store`: what the host keeps, behind traits, with SQLite as a backend;
+//! - `store`: what the host keeps, behind traits, with SQLite and PostgreSQL
+//!   backends;
 //! - `runtime`: wasmtime, linking the capabilities into a component and
 //!   running it under limits;
 //! - `runs`: one run of a connection, as every caller starts it;
 //! - `service`: running unattended: the scheduler, webhooks out;
 //! - `metrics`: Prometheus counters of the process;
+//! - `time`: instants and intervals as every layer keeps and shows them;
 //! - `api`: the HTTP API over the store;
 //! - `cli`: the command line.
 
@@ -25,3 +27,4 @@ pub mod runs;
 pub mod runtime;
 pub mod service;
 pub mod store;
+pub mod time;

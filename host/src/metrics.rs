@@ -34,7 +34,7 @@ fn metrics() -> &'static Metrics {
             counter
         };
         let runs = counter("sync_runs_total", "Runs ended, by outcome (success, failure, interrupted).", &["outcome"]);
-        let records = counter("sync_records_total", "Records changed by runs, by action.", &["action"]);
+        let records = counter("sync_records_total", "Records stored by runs, by action (unchanged: read again, found the same).", &["action"]);
         let provider_requests = plain("sync_provider_requests_total", "Requests sent to providers (retries not counted).");
         let retries = plain("sync_provider_retries_total", "Provider requests sent again.");
         let throttle_waits = plain("sync_throttle_waits_total", "Waits after a provider throttled a request (429).");
@@ -72,15 +72,23 @@ fn metrics() -> &'static Metrics {
     })
 }
 
-/// A run ended.
-pub fn run_ended(outcome: &str, seconds: f64, records: &crate::store::BatchOutcome, requests: u32, retries: u32, throttled: u32) {
+/// A run ended (whatever its outcome: the records it stored before failing
+/// count too).
+pub fn run_ended(outcome: &str, seconds: f64, records: &crate::store::BatchOutcome) {
     let m = metrics();
     m.runs.with_label_values(&[outcome]).inc();
     m.run_seconds.with_label_values(&[outcome]).observe(seconds);
     for (action, n) in [("added", records.added), ("updated", records.updated), ("deleted", records.deleted), ("unchanged", records.unchanged)] {
         m.records.with_label_values(&[action]).inc_by(u64::from(n));
     }
-    m.provider_requests.inc_by(u64::from(requests));
+}
+
+/// A component's request to its provider was answered or given up on,
+/// after `retries` retries and `throttled` waits for a throttled answer.
+/// Counted as it happens, so runs that fail or are still going count too.
+pub fn provider_request(retries: u32, throttled: u32) {
+    let m = metrics();
+    m.provider_requests.inc();
     m.retries.inc_by(u64::from(retries));
     m.throttle_waits.inc_by(u64::from(throttled));
 }

@@ -1,5 +1,5 @@
 -- The host's PostgreSQL schema: the same tables and meaning as the SQLite
--- files 0001-0004 (see docs/store.md), in PostgreSQL's types.
+-- files 0001-0005 (see docs/store.md), in PostgreSQL's types.
 CREATE TABLE scopes (
     id BIGSERIAL PRIMARY KEY,
     connection TEXT NOT NULL,

@@ -12,8 +12,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use super::{format_us, internal, shorten, ApiError, ApiState};
-use crate::runs::every::{format_every, parse_every};
+use super::{internal, shorten, ApiError, ApiState};
+use crate::time::format_us;
+use crate::time::every::{format_every, parse_every};
 use crate::runtime::SummaryLine;
 use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Delivery, Outcome, RunRecord, StoreError};
 
@@ -193,7 +194,7 @@ async fn patch(
         let (runs, _) = state.db.runs().and_then(|mut r| r.list(&id, None, 1)).map_err(store)?;
         let interval = every.or(state.control.component_interval).unwrap_or(Duration::from_secs(3600));
         // The new interval counts from the last run's start (or now).
-        let from = runs.first().map(|r| r.started_us).unwrap_or_else(crate::store::sqlite::now_us);
+        let from = runs.first().map(|r| r.started_us).unwrap_or_else(crate::time::now_us);
         let next = if connection.status == ConnectionStatus::Failing {
             connection.next_run_at_us
         } else {
@@ -231,12 +232,13 @@ async fn sync(
                 format!("connection `{id}` needs to be authorised again: {}", connection.status_message.unwrap_or_default()),
             ));
         }
+        // Under the run lock: a run in flight would set its next run when it
+        // ends, over this request, and save a checkpoint over a reset. So a
+        // request during a run is refused, not silently dropped.
+        let Some(_lease) = state.db.try_lock_run(&id).map_err(store)? else {
+            return Err(conflict("running", format!("connection `{id}` is running; ask again when the run ends")));
+        };
         if reset {
-            // Holding the run lock while resetting: no run can save a
-            // checkpoint over the reset.
-            let Some(_lease) = state.db.try_lock_run(&id).map_err(store)? else {
-                return Err(conflict("running", format!("connection `{id}` is running; reset it when the run ends")));
-            };
             state.db.connections().and_then(|mut c| c.reset(&id, empty)).map_err(store)?;
         }
         let view = state.update(&id, &ConnectionUpdate { next_run_at_us: Some(None), ..Default::default() })?;

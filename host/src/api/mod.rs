@@ -23,6 +23,7 @@ pub use webhooks::verify_intuit_signature;
 
 use crate::runtime::Endpoint;
 use crate::store::{Database, LastAction, ListQuery, Position, Scope, StoredRecord};
+use crate::time::format_us;
 
 /// Default and largest page size.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -371,11 +372,6 @@ fn render(record: &StoredRecord) -> Result<Box<RawValue>, ApiError> {
 }
 
 /// Microseconds since the epoch as RFC 3339 UTC with microseconds.
-pub fn format_us(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! Webhooks in (docs/webhooks.md): QuickBooks' change notifications at
 //! `POST /webhooks/quickbooks`. The `intuit-signature` header is verified in
-//! constant time against the verifier token (the server's, or a
-//! connection's); both payload formats are read (the legacy
+//! constant time against the verifier tokens (the server's, and connections'
+//! own); a notification runs only the connections of the app whose token
+//! signed it; both payload formats are read (the legacy
 //! `eventNotifications` and the CloudEvents array); each connection of a
 //! notified company gets one incremental run soon: notifications only mark
 //! it, and the scheduler runs it once they have been quiet for a moment, so a
@@ -72,9 +73,15 @@ pub(super) async fn quickbooks(State(state): State<ApiState>, headers: HeaderMap
             crate::metrics::notification("rejected");
             return Err(unauthorized());
         };
-        let mut tokens: Vec<String> = global.into_iter().collect();
-        tokens.extend(db.connections().and_then(|mut c| c.verifier_tokens()).map_err(internal)?);
-        if !tokens.iter().any(|token| verify_intuit_signature(token, &body, &signature)) {
+        // Which app signed it: the server's token (None) or a connection's
+        // own. Only that app's connections are run.
+        let mut signers: Vec<Option<String>> = Vec::new();
+        if global.as_deref().is_some_and(|token| verify_intuit_signature(token, &body, &signature)) {
+            signers.push(None);
+        }
+        let own_tokens = db.connections().and_then(|mut c| c.verifier_tokens()).map_err(internal)?;
+        signers.extend(own_tokens.into_iter().filter(|token| verify_intuit_signature(token, &body, &signature)).map(Some));
+        if signers.is_empty() {
             crate::metrics::notification("rejected");
             tracing::warn!(target: "webhooks", "a QuickBooks notification with a bad signature was refused");
             return Err(unauthorized());
@@ -84,11 +91,14 @@ pub(super) async fn quickbooks(State(state): State<ApiState>, headers: HeaderMap
         let notified = notified(&payload).ok_or_else(|| {
             ApiError::bad_request("invalid_notification", "neither `eventNotifications` nor a CloudEvents array")
         })?;
-        let now = crate::store::sqlite::now_us();
+        let now = crate::time::now_us();
         let mut connections = db.connections().map_err(internal)?;
         let mut marked = BTreeSet::new();
         for (realm, entity) in notified.iter().filter(|(_, entity)| models.contains(&entity.to_ascii_lowercase())) {
-            let ids = connections.notify_realm(realm, now).map_err(internal)?;
+            let mut ids = Vec::new();
+            for signer in &signers {
+                ids.extend(connections.notify_realm(realm, now, signer.as_deref()).map_err(internal)?);
+            }
             if ids.is_empty() {
                 tracing::info!(target: "webhooks", realm = %realm, entity = %entity, "notification for a company no connection syncs: ignored");
             }

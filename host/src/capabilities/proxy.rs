@@ -142,9 +142,11 @@ impl wit::Host for ProxyCtx {
             retry: request.retry,
         };
         let (result, Waits { throttled, waited }) =
-            self.client.send(&request, self.limits.bytes_per_response, self.deadline);
+            self.client.send(&request, self.limits.bytes_per_response, self.deadline, &|| self.stop.is_stopped());
         self.stats.throttled += throttled;
         self.stats.waited += waited;
+        let retries = result.as_ref().map_or(0, |response| response.attempts.saturating_sub(1));
+        crate::metrics::provider_request(retries, throttled);
         Ok(match result {
             Ok(response) => Ok(wit::Response {
                 status: response.status,
@@ -152,6 +154,7 @@ impl wit::Host for ProxyCtx {
                 body: response.body,
                 attempts: response.attempts,
             }),
+            Err(ProviderError::Interrupted) => return Err(Interrupted.into()),
             Err(ProviderError::BodyTooLarge(max)) => {
                 return Err(LimitExceeded::new(Limit::BytesPerResponse, max, format!("the answer to {}", request.path)).into())
             }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::{load_component, parse_key_value};
 use crate::provider::oauth::INTUIT_TOKEN_URL;
-use crate::runs::every::{format_every, parse_every};
+use crate::time::every::{format_every, parse_every};
 use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, StoredCredentials};
 
 #[derive(Subcommand)]
@@ -183,8 +183,8 @@ fn list(db: &str) -> anyhow::Result<()> {
             "status": if connection.paused { "paused" } else { connection.status.as_str() },
             "status_message": connection.status_message,
             "last_run": last.map(|r| serde_json::json!({
-                "started_at": crate::api::format_us(r.started_us),
-                "ended_at": r.ended_us.map(crate::api::format_us),
+                "started_at": crate::time::format_us(r.started_us),
+                "ended_at": r.ended_us.map(crate::time::format_us),
                 "outcome": r.outcome.map(|o| o.as_str()),
                 "summary": r.summary.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()),
                 "error": r.error,

@@ -1,5 +1,6 @@
-//! The command line (docs/cli.md): `run`, `serve`, `demo`, `fake-qbo`,
-//! `describe`. Each command parses its flags and calls the library.
+//! The command line (docs/cli.md): `run`, `serve`, `connections`, `demo`,
+//! `fake-qbo`, `inspect`, `describe`. Each command parses its flags and calls
+//! the library.
 
 mod connections;
 mod demo;
@@ -84,7 +85,7 @@ struct RunArgs {
     /// The component (.wasm); defaults to the built guest.
     #[arg(long)]
     component: Option<PathBuf>,
-    /// SQLite database file (created if missing).
+    /// Where to store: a SQLite file (created if missing) or a postgres:// URL.
     #[arg(long)]
     db: String,
     /// The provider's base URL, e.g. https://quickbooks.api.intuit.com. Without
@@ -97,8 +98,9 @@ struct RunArgs {
     /// Connection id the records are stored under.
     #[arg(long, default_value = DEFAULT_CONNECTION)]
     connection: String,
-    /// OAuth access token; never logged.
-    #[arg(long, env = "QBO_ACCESS_TOKEN", hide_env_values = true)]
+    /// OAuth access token for an ad hoc run (default: $QBO_ACCESS_TOKEN);
+    /// never logged. A stored connection uses its own credentials.
+    #[arg(long)]
     token: Option<String>,
     /// A configuration value the component reads, `key=value` (repeatable),
     /// e.g. `--config reconcileEvery=6h`.
@@ -181,7 +183,7 @@ impl LimitArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// SQLite database file written by `run`.
+    /// The database `run` wrote: a SQLite file or a postgres:// URL.
     #[arg(long)]
     db: String,
     /// Address to listen on.
@@ -353,7 +355,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let runner = Runner::new(runtime.clone(), db);
     let report = match (args.base_url, args.realm_id) {
         (Some(base_url), Some(realm_id)) => {
-            let mut spec = ConnectionSpec::new(&args.connection, &base_url, &realm_id, args.token);
+            // Read here, not by clap: the variable must not make a stored
+            // connection's run refuse a `--token` nobody gave.
+            let token = args.token.or_else(|| std::env::var("QBO_ACCESS_TOKEN").ok().filter(|t| !t.is_empty()));
+            let mut spec = ConnectionSpec::new(&args.connection, &base_url, &realm_id, token);
             let config: BTreeMap<_, _> = args.config.into_iter().collect();
             if config.get("realmId").is_some_and(|r| *r != realm_id) {
                 anyhow::bail!("--config realmId={} contradicts --realm-id {realm_id}", config["realmId"]);

@@ -12,6 +12,8 @@ use super::retry::{RetryPolicy, Retryable};
 
 /// Characters left as they are in query components (RFC 3986 unreserved).
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// How often a wait before a retry checks whether to stop.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
 /// HTTP method of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,10 @@ pub enum ProviderError {
     /// The body is larger than the caller allows.
     #[error("the response body is larger than {0} bytes")]
     BodyTooLarge(u64),
+    /// The caller asked to stop (the host is shutting down) while waiting to
+    /// retry.
+    #[error("interrupted while waiting to retry")]
+    Interrupted,
 }
 
 /// What one request cost in waiting, for the run's report.
@@ -123,15 +129,19 @@ impl ProviderClient {
 
     /// Sends a request, retrying as the policy allows but never waiting past
     /// `not_after` (the run's deadline), reading at most `max_body` bytes of
-    /// the answer. Returns the answer and what it cost.
+    /// the answer. A wait before a retry ends early with
+    /// [`ProviderError::Interrupted`] once `interrupted` says so (a shutdown
+    /// must not wait out a throttle of minutes). Returns the answer and what
+    /// it cost.
     pub fn send(
         &self,
         request: &ProviderRequest,
         max_body: u64,
         not_after: Option<Instant>,
+        interrupted: &dyn Fn() -> bool,
     ) -> (Result<ProviderResponse, ProviderError>, Waits) {
         let mut waits = Waits::default();
-        let result = self.send_counting(request, max_body, not_after, &mut waits);
+        let result = self.send_counting(request, max_body, not_after, interrupted, &mut waits);
         (result, waits)
     }
 
@@ -140,6 +150,7 @@ impl ProviderClient {
         request: &ProviderRequest,
         max_body: u64,
         not_after: Option<Instant>,
+        interrupted: &dyn Fn() -> bool,
         waits: &mut Waits,
     ) -> Result<ProviderResponse, ProviderError> {
         let budget_end = Instant::now() + self.policy.budget;
@@ -215,7 +226,17 @@ impl ProviderClient {
                 waits.throttled += 1;
             }
             waits.waited += wait;
-            std::thread::sleep(wait);
+            let wake_at = Instant::now() + wait;
+            loop {
+                if interrupted() {
+                    return Err(ProviderError::Interrupted);
+                }
+                let left = wake_at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(INTERRUPT_POLL));
+            }
         }
     }
 
@@ -294,6 +315,46 @@ mod tests {
         let past = vec![("retry-after".to_string(), "Wed, 21 Oct 2015 07:28:00 GMT".to_string())];
         assert_eq!(retry_after(&past), Some(Duration::ZERO));
         assert_eq!(retry_after(&[]), None);
+    }
+
+    #[test]
+    fn a_wait_to_retry_ends_when_the_caller_stops() {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // A provider that throttles every request for a minute.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut request = [0; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n");
+                // The host is told to shut down once the request was answered.
+                answered.store(true, Ordering::SeqCst);
+            }
+        });
+        let client = ProviderClient::new(
+            &base,
+            Arc::new(StaticToken::new(Some("t".into()))),
+            RetryPolicy::default(),
+            Arc::new(Pacer::new(Quota::default())),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let request = ProviderRequest {
+            method: Method::Get,
+            path: "/v3/company/1/query".into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+            retry: true,
+        };
+        let (result, waits) = client.send(&request, 1 << 20, None, &|| stop.load(Ordering::SeqCst));
+        assert_eq!(result.unwrap_err(), ProviderError::Interrupted);
+        assert_eq!(waits.throttled, 1, "it was waiting out the throttle");
     }
 
     #[test]

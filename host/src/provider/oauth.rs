@@ -57,7 +57,7 @@ impl std::fmt::Debug for OAuthCredentials {
 }
 
 fn now_us() -> i64 {
-    crate::store::sqlite::now_us()
+    crate::time::now_us()
 }
 
 impl OAuthCredentials {

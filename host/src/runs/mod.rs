@@ -4,7 +4,6 @@
 //! component, report. For a stored connection, also its run history and its
 //! status and next run (docs/connections.md).
 
-pub mod every;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use crate::capabilities::records::{Progress, RecordLimits, RecordsCtx, Tally};
 use crate::capabilities::StopSignal;
 use crate::provider::{Credentials, OAuthCredentials, Pacers, ProviderClient, Quota, RetryPolicy, StaticToken};
 use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRuntime};
-use crate::store::sqlite::now_us;
+use crate::time::now_us;
 use crate::store::{
     Connection, ConnectionStatus, ConnectionUpdate, Database, Outcome, RunRecord, StoreError, StoredCredentials, Trigger,
 };
@@ -201,11 +200,20 @@ impl Runner {
         if let Some(quiet) = only_if_due {
             let now = now_us();
             let scheduled = connection.next_run_at_us.unwrap_or(0) <= now;
-            let notified = connection.notified_at_us.is_some_and(|at| at <= now - quiet.as_micros() as i64);
+            let notified = connection.status != ConnectionStatus::Failing
+                && connection.notified_at_us.is_some_and(|at| at <= now - quiet.as_micros() as i64);
             if connection.paused || connection.status == ConnectionStatus::NeedsReauth || !(scheduled || notified) {
                 return Err(RunFailure::Busy(id.to_owned()));
             }
         }
+        let trigger = if only_if_due.is_some() && trigger == Trigger::Schedule && connection.next_run_at_us.is_none() {
+            // No time set: never run yet, or asked for by `POST /sync`
+            // (which clears the time so the scheduler takes it at once).
+            let never_ran = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?.0.is_empty();
+            if never_ran { Trigger::Schedule } else { Trigger::Api }
+        } else {
+            trigger
+        };
         let spec = self.spec_for(&connection, defaults)?;
         // The lock was free: a run of this connection without an end died.
         self.db.runs().and_then(|mut r| r.close_abandoned(id, now_us())).map_err(store_failure)?;
@@ -252,14 +260,14 @@ impl Runner {
             if success && !counts.changed() {
                 continue;
             }
-            let body = crate::service::webhooks::WebhookBody {
+            let body = WebhookBody {
                 connection_id: connection.id.clone(),
                 sync: metadata.name.clone(),
                 model,
                 added: counts.added,
                 updated: counts.updated,
                 deleted: counts.deleted,
-                modified_after: crate::api::format_us(run.started_us),
+                modified_after: crate::time::format_us(run.started_us),
                 success,
                 error: error.clone(),
             };
@@ -357,12 +365,12 @@ impl Runner {
             all += *o;
             all
         });
-        let (outcome, requests, retries, throttled) = match &result {
-            Ok(report) => ("success", report.summary.requests, report.summary.retries, report.proxy.throttled),
-            Err(RunFailure::Interrupted(_)) => ("interrupted", 0, 0, 0),
-            Err(_) => ("failure", 0, 0, 0),
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(RunFailure::Interrupted(_)) => "interrupted",
+            Err(_) => "failure",
         };
-        crate::metrics::run_ended(outcome, started.elapsed().as_secs_f64(), &changed, requests, retries, throttled);
+        crate::metrics::run_ended(outcome, started.elapsed().as_secs_f64(), &changed);
         result
     }
 
@@ -408,6 +416,22 @@ impl Runner {
         };
         self.runtime.run(&run_id, capabilities, spec.limits.instance)
     }
+}
+
+/// The body of the webhook a run queues (its shape is in docs/webhooks.md;
+/// `serve`'s deliverer sends it as stored).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct WebhookBody {
+    pub connection_id: String,
+    pub sync: String,
+    pub model: String,
+    pub added: u32,
+    pub updated: u32,
+    pub deleted: u32,
+    /// Read `GET /<endpoint>?modified_after=` this to get every change of the run.
+    pub modified_after: String,
+    pub success: bool,
+    pub error: Option<String>,
 }
 
 /// This process, as the run history names it: `host:pid`.

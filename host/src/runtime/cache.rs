@@ -66,11 +66,12 @@ impl ComponentCache {
     /// write to: its entries could not be trusted.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         create_private_dir(dir)?;
-        check_private(dir, true)?;
+        check_private(dir, true, 0o022)?;
         let key_path = dir.join("key");
         let key = match std::fs::read(&key_path) {
             Ok(bytes) => {
-                check_private(&key_path, false)?;
+                // The key: readable by nobody else either, or others could tag entries.
+                check_private(&key_path, false, 0o077)?;
                 <[u8; 32]>::try_from(bytes.as_slice())
                     .map_err(|_| anyhow::anyhow!("{} is not a cache key; remove it", key_path.display()))?
             }
@@ -195,8 +196,9 @@ fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> std::io::Result
     file.sync_all()
 }
 
-/// Owned by this user and writable by nobody else.
-fn check_private(path: &Path, is_dir: bool) -> anyhow::Result<()> {
+/// Owned by this user, with none of the `forbidden` permission bits for
+/// others (0o022: writable by nobody else; 0o077: not even readable).
+fn check_private(path: &Path, is_dir: bool, forbidden: u32) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -205,9 +207,10 @@ fn check_private(path: &Path, is_dir: bool) -> anyhow::Result<()> {
         let me = current_uid();
         anyhow::ensure!(metadata.uid() == me, "{} belongs to another user; its entries cannot be trusted", path.display());
         anyhow::ensure!(
-            metadata.mode() & 0o022 == 0,
-            "{} is writable by other users; its entries cannot be trusted",
-            path.display()
+            metadata.mode() & forbidden == 0,
+            "{} is open to other users (mode {:o}); its entries cannot be trusted",
+            path.display(),
+            metadata.mode() & 0o777
         );
     }
     Ok(())
@@ -267,6 +270,17 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let error = ComponentCache::open(&open).err().unwrap().to_string();
-        assert!(error.contains("writable by other users"), "{error}");
+        assert!(error.contains("open to other users (mode 777)"), "{error}");
+    }
+
+    #[test]
+    fn a_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        ComponentCache::open(&cache_dir).unwrap();
+        std::fs::set_permissions(cache_dir.join("key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = ComponentCache::open(&cache_dir).err().unwrap().to_string();
+        assert!(error.contains("key is open to other users (mode 644)"), "{error}");
     }
 }

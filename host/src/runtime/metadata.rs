@@ -128,7 +128,7 @@ impl SyncMetadata {
     /// How often the component asks to run (`every hour`), if it says so
     /// in a form this host reads.
     pub fn interval(&self) -> Option<Duration> {
-        crate::runs::every::parse_frequency(&self.frequency)
+        crate::time::every::parse_frequency(&self.frequency)
     }
 
     /// The names of the models the component declared.

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::runs::{RunDefaults, Runner};
 use crate::runtime::RunFailure;
-use crate::store::sqlite::now_us;
+use crate::time::now_us;
 use crate::store::Trigger;
 
 /// How often the scheduler looks for due connections when nothing wakes it.

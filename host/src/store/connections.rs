@@ -155,15 +155,19 @@ pub trait ConnectionStore: Send {
     /// Connections due at `now_us`: not paused, not waiting for
     /// re-authorisation, and either next run at or before now, or notified
     /// by the provider at least `quiet_us` ago (a burst of notifications
-    /// makes one run).
+    /// makes one run) and not failing (a notification does not cut a
+    /// failing connection's backoff short).
     fn due(&mut self, now_us: i64, quiet_us: i64) -> Result<Vec<Connection>, StoreError>;
     fn credentials(&mut self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
     fn secrets(&mut self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
     /// The verifier tokens of every connection that has one.
     fn verifier_tokens(&mut self) -> Result<Vec<String>, StoreError>;
-    /// Marks the connections of company `realm` (configuration `realmId`) as
-    /// notified at `now_us`; returns their ids.
-    fn notify_realm(&mut self, realm: &str, now_us: i64) -> Result<Vec<String>, StoreError>;
+    /// Marks the connections of company `realm` (configuration `realmId`)
+    /// that belong to the app which signed the notification as notified at
+    /// `now_us`, and returns their ids: with `verifier` `Some(token)`, those
+    /// whose own verifier token it is; with `None` (the server's token), those
+    /// without one of their own.
+    fn notify_realm(&mut self, realm: &str, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError>;
     /// Clears a notification the run starting at `start_us` covers (one that
     /// came later stays, for another run).
     fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError>;

@@ -333,12 +333,25 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     assert_eq!(due(&mut connections, 1_000), BTreeSet::from(["new".to_string(), "later".to_string()]));
     // A notification makes `later` due once it has been quiet for 100 µs.
     connections.update("new", &ConnectionUpdate { next_run_at_us: Some(Some(10_000)), ..Default::default() }).unwrap();
-    assert_eq!(connections.notify_realm("2", 600).unwrap(), vec!["later".to_string()]);
-    assert!(connections.notify_realm("999", 600).unwrap().is_empty());
+    assert_eq!(connections.notify_realm("2", 600, None).unwrap(), vec!["later".to_string()]);
+    assert!(connections.notify_realm("999", 600, None).unwrap().is_empty());
     assert!(due(&mut connections, 650).is_empty());
     assert_eq!(due(&mut connections, 700), BTreeSet::from(["later".to_string()]));
     connections.clear_notification("later", 650).unwrap();
     assert!(due(&mut connections, 700).is_empty(), "the run that started after it covers the notification");
+
+    // A failing connection waits out its backoff, notified or not.
+    connections.notify_realm("2", 800, None).unwrap();
+    connections.update("later", &ConnectionUpdate { status: Some(ConnectionStatus::Failing), next_run_at_us: Some(Some(5_000)), ..Default::default() }).unwrap();
+    assert!(due(&mut connections, 1_000).is_empty(), "notified, but backing off");
+    assert_eq!(due(&mut connections, 5_000), BTreeSet::from(["later".to_string()]));
+
+    // A notification runs only the connections of the app that signed it.
+    let own = ConnectionSecrets { webhook_secret: None, verifier_token: Some("app-b".into()) };
+    connections.insert(&connection("other-app", "2"), &oauth(), &own).unwrap();
+    assert_eq!(connections.notify_realm("2", 900, Some("app-b")).unwrap(), vec!["other-app".to_string()]);
+    assert!(connections.notify_realm("2", 900, Some("app-c")).unwrap().is_empty());
+    assert_eq!(connections.notify_realm("2", 900, None).unwrap(), vec!["later".to_string()], "the server's token: connections without their own");
 }
 
 pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Database) {
@@ -376,7 +389,7 @@ pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &dyn Database)
     let mut webhooks = db.webhooks().unwrap();
     let first = webhooks.enqueue("c", Some("r1"), "https://app.example/hooks", r#"{"n":1}"#).unwrap();
     let second = webhooks.enqueue("c", None, "https://app.example/hooks", r#"{"n":2}"#).unwrap();
-    let now = crate::store::sqlite::now_us() + 1_000_000;
+    let now = crate::time::now_us() + 1_000_000;
     let claimed = webhooks.claim_due(now, 60_000_000, 1).unwrap();
     let again = db.webhooks().unwrap().claim_due(now, 60_000_000, 10).unwrap();
     assert_eq!(claimed.len() + again.len(), 2, "each claimed once");
@@ -387,6 +400,32 @@ pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &dyn Database)
     assert!(!more);
     let statuses: Vec<(i64, &str, u32)> = listed.iter().map(|d| (d.id, d.status.as_str(), d.attempts)).collect();
     assert_eq!(statuses, vec![(second, "given_up", 3), (first, "delivered", 1)]);
+}
+
+pub fn removing_a_connection_gives_up_its_pending_webhooks_and_purges_only_what_was_its(db: &dyn Database) {
+    let scope = scope("gone");
+    save(db, &scope, &[r#"{"id":"1"}"#]);
+    let mut webhooks = db.webhooks().unwrap();
+    let delivered = webhooks.enqueue("gone", None, "https://app.example/hooks", "{}").unwrap();
+    webhooks.delivered(delivered, 1, 5).unwrap();
+    let pending = webhooks.enqueue("gone", None, "https://app.example/hooks", "{}").unwrap();
+
+    // Records without a stored connection (an ad hoc `run`): a purge of an
+    // id that is not a connection deletes nothing.
+    let mut connections = db.connections().unwrap();
+    assert!(!connections.remove("gone", true).unwrap());
+    assert_eq!(all(db, &scope).len(), 1);
+
+    connections.insert(&connection("gone", "1"), &oauth(), &Default::default()).unwrap();
+    assert!(connections.remove("gone", false).unwrap());
+    let (listed, _) = webhooks.list("gone", None, 10).unwrap();
+    let statuses: Vec<(i64, &str, Option<&str>)> = listed.iter().map(|d| (d.id, d.status.as_str(), d.last_error.as_deref())).collect();
+    assert_eq!(
+        statuses,
+        vec![(pending, "given_up", Some("the connection was removed")), (delivered, "delivered", None)],
+        "its secret is gone: nothing more is sent in its name"
+    );
+    assert_eq!(all(db, &scope).len(), 1, "kept without --purge");
 }
 
 /// Generates a `#[test]` per case for a backend; `$open` makes a fresh,
@@ -411,6 +450,7 @@ macro_rules! store_suite {
             due_connections_follow_the_schedule_pauses_and_notifications,
             run_history_pages_newest_first_and_closes_abandoned_runs,
             webhook_deliveries_are_claimed_by_one_worker_at_a_time,
+            removing_a_connection_gives_up_its_pending_webhooks_and_purges_only_what_was_its,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {

@@ -22,6 +22,7 @@
 //!
 //! | `POST /_fake/quota?per_minute=N` | enforce QBO's quota (N requests in any 60 s; `0` lifts it) | |
 //! | `POST /_fake/throttle?from_request=N&seconds=S` | answer as QBO throttles (429, XML, no `Retry-After`) for S seconds from request N | |
+//! | `POST /_fake/notify?url=U&verifier=V&ids=1,2&operation=update&format=cloudevents` | send U a change notification signed with verifier token V (`operation`: create, update, delete, merge; `format`: cloudevents or legacy) | `{"status": <U's answer>}` |
 //!
 //! `/_fake/inject` body: `{"respond": "throttle" | "throttle_xml" | "unavailable" | "server_error" |
 //! "truncated_json" | "fault", "kind": "query" | "cdc" | "other" (default: any),
@@ -58,6 +59,7 @@ pub(crate) fn routes() -> Router<FakeQbo> {
         .route("/_fake/inject", post(inject).delete(clear_injections))
         .route("/_fake/quota", post(set_quota))
         .route("/_fake/throttle", post(throttle_for))
+        .route("/_fake/notify", post(notify))
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -282,6 +284,41 @@ async fn throttle_for(State(fake): State<FakeQbo>, Query(params): Params) -> Res
     };
     fake.throttle_for(from_request as usize, std::time::Duration::from_secs(seconds));
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn notify(State(fake): State<FakeQbo>, Query(params): Params) -> Response {
+    use crate::notify::{NotificationFormat, Operation};
+    let (Some(url), Some(verifier), Some(ids)) = (params.get("url"), params.get("verifier"), params.get("ids")) else {
+        return error(StatusCode::BAD_REQUEST, "url, verifier and ids are required");
+    };
+    let operation = match params.get("operation").map(String::as_str).unwrap_or("update") {
+        "create" => Operation::Create,
+        "update" => Operation::Update,
+        "delete" => Operation::Delete,
+        "merge" => Operation::Merge,
+        other => return error(StatusCode::BAD_REQUEST, format!("unknown operation {other:?}: create, update, delete or merge")),
+    };
+    let format = match params.get("format").map(String::as_str).unwrap_or("cloudevents") {
+        "cloudevents" => NotificationFormat::CloudEvents,
+        "legacy" => NotificationFormat::Legacy,
+        other => return error(StatusCode::BAD_REQUEST, format!("unknown format {other:?}: cloudevents or legacy")),
+    };
+    let ids: Vec<String> = ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(String::from).collect();
+    if ids.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "ids must name at least one customer");
+    }
+    let (url, verifier) = (url.clone(), verifier.clone());
+    // The notification is a blocking HTTP call; keep it off the server's threads.
+    let sent = tokio::task::spawn_blocking(move || {
+        let changes: Vec<(&str, Operation)> = ids.iter().map(|id| (id.as_str(), operation)).collect();
+        fake.notify(&url, &verifier, format, &changes)
+    })
+    .await;
+    match sent {
+        Ok(Ok(status)) => Json(json!({"status": status})).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, format!("could not deliver the notification: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("notification task failed: {e}")),
+    }
 }
 
 async fn clear_injections(State(fake): State<FakeQbo>) -> Response {

@@ -2,6 +2,7 @@
 
 use super::*;
 use serde_json::json;
+use std::collections::HashMap;
 
 const REALM: &str = "9341456";
 const TOKEN: &str = "secret-token";
@@ -769,4 +770,72 @@ fn serve_in_an_existing_runtime() {
     });
     assert!(text.contains("embedded"));
     server.abort();
+}
+
+/// Accepts one HTTP request on a plain socket and answers 202; returns the
+/// request's headers (lower-cased names) and body.
+fn receive_one_request(listener: std::net::TcpListener) -> (HashMap<String, String>, String) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (stream, _) = listener.accept().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut headers = HashMap::new();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap(); // request line
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        let (name, value) = trimmed.split_once(':').unwrap();
+        headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let length: usize = headers["content-length"].parse().unwrap();
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    reader
+        .get_mut()
+        .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    (headers, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn admin_notify_sends_a_signed_notification() {
+    let fake = fake();
+    let client = Client::new(&fake);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/webhooks/quickbooks", listener.local_addr().unwrap());
+    let receiver = std::thread::spawn(move || receive_one_request(listener));
+
+    let (status, answer) = client.post(
+        &format!("/_fake/notify?url={url}&verifier=the-verifier&ids=5,7&operation=delete"),
+        None,
+    );
+    assert_eq!((status, answer), (200, json!({"status": 202})));
+    let (headers, body) = receiver.join().unwrap();
+    assert_eq!(headers["intuit-signature"], intuit_signature("the-verifier", body.as_bytes()));
+    let events: Value = serde_json::from_str(&body).unwrap();
+    let summary: Vec<(Value, Value)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["intuitentityid"].clone(), e["type"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (json!("5"), json!("qbo.customer.deleted.v1")),
+            (json!("7"), json!("qbo.customer.deleted.v1")),
+        ]
+    );
+
+    assert_eq!(client.post("/_fake/notify?url=x&verifier=v", None).0, 400, "ids missing");
+    assert_eq!(
+        client.post(&format!("/_fake/notify?url={url}&verifier=v&ids=1&operation=rename"), None).0,
+        400
+    );
+    // Nobody listens any more: the fake says it could not deliver.
+    assert_eq!(client.post(&format!("/_fake/notify?url={url}&verifier=v&ids=1"), None).0, 502);
 }

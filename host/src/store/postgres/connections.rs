@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio_postgres::Row;
 
 use super::{wait, Shared};
-use crate::store::sqlite::now_us;
+use crate::time::now_us;
 use crate::store::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Delivery, DeliveryStatus,
     Outcome, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
@@ -170,7 +170,15 @@ impl ConnectionStore for PgConnections {
             let tx = client.transaction().await?;
             tx.execute("DELETE FROM credentials WHERE connection = $1", &[&id]).await?;
             let removed = tx.execute("DELETE FROM connections WHERE id = $1", &[&id]).await? > 0;
-            if purge {
+            // Its secret is gone with it: what it had not yet delivered cannot be signed.
+            tx.execute(
+                "UPDATE webhook_deliveries SET status = 'given_up', last_error = 'the connection was removed'
+                 WHERE connection = $1 AND status = 'pending'",
+                &[&id],
+            )
+            .await?;
+            // Purge only what was a connection: a mistyped id deletes nothing.
+            if purge && removed {
                 tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = $1)", &[&id]).await?;
                 for table in ["scopes", "checkpoints", "runs", "webhook_deliveries"] {
                     tx.execute(&format!("DELETE FROM {table} WHERE connection = $1"), &[&id]).await?;
@@ -187,7 +195,7 @@ impl ConnectionStore for PgConnections {
             &format!(
                 "SELECT {COLUMNS} FROM connections
                  WHERE NOT paused AND status <> 'needs_reauth'
-                   AND (coalesce(next_run_at, 0) <= $1 OR notified_at <= $1 - $2)
+                   AND (coalesce(next_run_at, 0) <= $1 OR (notified_at <= $1 - $2 AND status <> 'failing'))
                  ORDER BY coalesce(next_run_at, 0), id"
             ),
             &[&now_us, &quiet_us],
@@ -229,11 +237,14 @@ impl ConnectionStore for PgConnections {
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
-    fn notify_realm(&mut self, realm: &str, now_us: i64) -> Result<Vec<String>, StoreError> {
+    fn notify_realm(&mut self, realm: &str, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
         let client = self.connection.lock();
         let rows = wait(client.query(
-            "UPDATE connections SET notified_at = $2 WHERE config ->> 'realmId' = $1 RETURNING id",
-            &[&realm, &now_us],
+            "UPDATE connections SET notified_at = $2
+             WHERE config ->> 'realmId' = $1
+               AND (SELECT verifier_token FROM credentials WHERE connection = connections.id) IS NOT DISTINCT FROM $3
+             RETURNING id",
+            &[&realm, &now_us, &verifier],
         ))?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }

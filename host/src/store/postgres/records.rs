@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tokio_postgres::Transaction;
 
 use super::{wait, Shared};
-use crate::store::sqlite::now_us;
+use crate::time::now_us;
 use crate::store::{
     BatchOutcome, CheckpointStore, LastAction, ListPage, ListQuery, RecordStore, Scope, StoreError, StoredRecord,
     ValidRecord,

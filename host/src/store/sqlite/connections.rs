@@ -182,7 +182,14 @@ impl ConnectionStore for SqliteConnections {
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM credentials WHERE connection = ?1", [id])?;
         let removed = tx.execute("DELETE FROM connections WHERE id = ?1", [id])? > 0;
-        if purge {
+        // Its secret is gone with it: what it had not yet delivered cannot be signed.
+        tx.execute(
+            "UPDATE webhook_deliveries SET status = 'given_up', last_error = 'the connection was removed'
+             WHERE connection = ?1 AND status = 'pending'",
+            [id],
+        )?;
+        // Purge only what was a connection: a mistyped id deletes nothing.
+        if purge && removed {
             tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = ?1)", [id])?;
             tx.execute("DELETE FROM scopes WHERE connection = ?1", [id])?;
             tx.execute("DELETE FROM checkpoints WHERE connection = ?1", [id])?;
@@ -198,7 +205,7 @@ impl ConnectionStore for SqliteConnections {
         let mut statement = db.prepare(&format!(
             "SELECT {COLUMNS} FROM connections
              WHERE paused = 0 AND status <> 'needs_reauth'
-               AND (coalesce(next_run_at, 0) <= ?1 OR notified_at <= ?1 - ?2)
+               AND (coalesce(next_run_at, 0) <= ?1 OR (notified_at <= ?1 - ?2 AND status <> 'failing'))
              ORDER BY coalesce(next_run_at, 0), id"
         ))?;
         let rows = statement.query_map([now_us, quiet_us], connection_from)?;
@@ -238,12 +245,15 @@ impl ConnectionStore for SqliteConnections {
         Ok(tokens)
     }
 
-    fn notify_realm(&mut self, realm: &str, now_us: i64) -> Result<Vec<String>, StoreError> {
+    fn notify_realm(&mut self, realm: &str, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
         let db = self.connection.lock();
         let mut statement = db.prepare_cached(
-            "UPDATE connections SET notified_at = ?2 WHERE json_extract(config, '$.realmId') = ?1 RETURNING id",
+            "UPDATE connections SET notified_at = ?2
+             WHERE json_extract(config, '$.realmId') = ?1
+               AND (SELECT verifier_token FROM credentials WHERE connection = connections.id) IS ?3
+             RETURNING id",
         )?;
-        let ids = statement.query_map(params![realm, now_us], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        let ids = statement.query_map(params![realm, now_us, verifier], |row| row.get(0))?.collect::<Result<_, _>>()?;
         Ok(ids)
     }
 

@@ -9,7 +9,9 @@ mod records;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+pub(crate) use crate::time::now_us;
 
 pub use checkpoints::SqliteCheckpoints;
 pub use connections::{SqliteConnections, SqliteRuns};
@@ -54,10 +56,6 @@ fn protect(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
-}
 
 /// Opens connections with the settings every user of the file needs.
 #[derive(Debug)]
