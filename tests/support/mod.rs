@@ -155,13 +155,25 @@ impl Backend {
         match std::env::var("SYNC_HOST_TEST_POSTGRES") {
             Ok(admin_url) if !admin_url.is_empty() => Some(Backend::Postgres { admin_url }),
             _ => {
-                eprintln!(
-                    "skipped: set SYNC_HOST_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test to run the PostgreSQL tests"
-                );
+                say_postgres_skipped();
                 None
             }
         }
     }
+}
+
+/// Says once per test process that the PostgreSQL tests were skipped and how
+/// to run them. Written to the process's stderr itself, not through
+/// `eprintln!`, which the test harness captures and hides for a passing test.
+fn say_postgres_skipped() {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: the PostgreSQL end-to-end tests; set SYNC_HOST_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test to run them"
+        );
+    });
 }
 
 /// A database of its own on a PostgreSQL server, dropped with the value.
