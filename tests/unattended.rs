@@ -65,6 +65,20 @@ fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
 #[test]
 fn an_access_token_expiring_mid_sync_is_refreshed_and_the_run_completes() {
     let (harness, first_refresh) = oauth_company(3500);
+    refreshes_mid_sync_with_no_secret_in_a_trace_log(harness, first_refresh);
+}
+
+/// The same on PostgreSQL, whose driver logs every statement's parameters
+/// (the stored secrets among them) at debug level.
+#[test]
+fn no_secret_in_a_trace_log_on_postgresql() {
+    let Some(backend) = Backend::postgres() else { return };
+    let harness = Harness::on(company(3500, 10, 0.0), backend);
+    let first_refresh = harness.fake.enable_oauth(CLIENT_ID, CLIENT_SECRET);
+    refreshes_mid_sync_with_no_secret_in_a_trace_log(harness, first_refresh);
+}
+
+fn refreshes_mid_sync_with_no_secret_in_a_trace_log(harness: Harness, first_refresh: String) {
     add_oauth_connection(&harness, "acme", &first_refresh, "1h");
     harness.fake.on_request(|request, fake| {
         if request.kind == RequestKind::Query && request.n == 3 {
@@ -291,7 +305,9 @@ fn sigterm_mid_run_exits_cleanly_and_the_restarted_host_resumes_from_the_checkpo
         (request.n == 3).then(|| std::thread::sleep(Wait::from_secs(2)));
         None
     });
-    let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
+    let receiver = WebhookReceiver::start();
+    let webhooks = ["--schedule", "--webhook-url", &receiver.url, "--webhook-secret", "hook-secret"];
+    let serve = ServeProcess::start_with(&harness.db(), &webhooks, &[]);
     wait_until("page 3", Wait::from_secs(60), || reached.load(Ordering::SeqCst) >= 3);
     let (clean, stderr) = serve.terminate();
     assert!(clean, "SIGTERM exits cleanly: {stderr}");
@@ -302,7 +318,7 @@ fn sigterm_mid_run_exits_cleanly_and_the_restarted_host_resumes_from_the_checkpo
     assert!(stored >= 2990, "the pages read before SIGTERM are stored: {stored}");
 
     harness.fake.reset_requests();
-    let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
+    let serve = ServeProcess::start_with(&harness.db(), &webhooks, &[]);
     wait_until("the resumed run", Wait::from_secs(60), || {
         finished_runs(&serve, "acme").first().is_some_and(|r| r["outcome"] == "success")
     });
@@ -310,6 +326,24 @@ fn sigterm_mid_run_exits_cleanly_and_the_restarted_host_resumes_from_the_checkpo
     assert!(runs[1]["error"].as_str().unwrap().contains("interrupted"), "{:?}", runs[1]);
     assert!(harness.fake.query_requests() <= 4, "resumed, not restarted: {} queries", harness.fake.query_requests());
     harness.connection_as("acme").assert_store_matches_upstream();
+
+    // What the stopped run stored is told too: an application that reads from
+    // each webhook's modified_after sees every customer.
+    wait_until("both runs' webhooks", Wait::from_secs(30), || receiver.received().len() == 2);
+    let told: Vec<Value> = receiver.received().iter().map(|(_, body)| serde_json::from_str(body).unwrap()).collect();
+    let stopped = told.iter().find(|w| w["success"] == false).expect("the stopped run's webhook");
+    assert!(stopped["error"].as_str().unwrap().contains("interrupted"), "{stopped}");
+    let added: u64 = told.iter().map(|w| w["added"].as_u64().unwrap()).sum();
+    assert_eq!(added as usize, harness.connection_as("acme").live_customers().len(), "{told:?}");
+    let mut read = std::collections::BTreeSet::new();
+    for webhook in &told {
+        let since = webhook["modified_after"].as_str().unwrap();
+        for record in harness.connection_as("acme").api_records(&format!("modified_after={since}")) {
+            read.insert(record["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let live: std::collections::BTreeSet<String> = harness.connection_as("acme").live_customers().into_keys().collect();
+    assert_eq!(read, live, "reading from the webhooks' modified_after finds every stored customer");
 }
 
 #[test]
@@ -349,4 +383,55 @@ fn control_api_answers_conform_to_the_openapi_document() {
     check("/connections/{id}/deliveries", "get", status, &body);
     let (status, body) = serve.api.send_json("POST", "/webhooks/quickbooks", &[("intuit-signature", "bad")], &json!([]));
     check("/webhooks/quickbooks", "post", status, &body);
+}
+
+#[test]
+fn a_frequency_changed_during_a_run_sets_the_next_run_after_it() {
+    let harness = Harness::new(company(2000, 10, 0.0));
+    add_connection(&harness.db(), "acme", &harness.base_url, &["--access-token", TOKEN, "--every", "1d"]);
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    harness.fake.on_request(move |request, _| {
+        seen.store(request.n, Ordering::SeqCst);
+        (request.n == 2).then(|| std::thread::sleep(Wait::from_secs(2)));
+        None
+    });
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
+    wait_until("the run's second request", Wait::from_secs(30), || reached.load(Ordering::SeqCst) >= 2);
+    let (status, patched) = serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": "1m"}));
+    assert_eq!((status, patched["every"].as_str()), (200, Some("1m")), "{patched}");
+    wait_until("the run's end", Wait::from_secs(30), || !finished_runs(&serve, "acme").is_empty());
+    let after = connection(&serve, "acme");
+    let started = chrono::DateTime::parse_from_rfc3339(after["last_run"]["started_at"].as_str().unwrap()).unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(after["next_run_at"].as_str().unwrap()).unwrap();
+    assert_eq!(next - started, Duration::minutes(1), "the new interval, not the one the run began with: {after}");
+}
+
+#[test]
+fn connections_add_refuses_what_could_not_work_and_stores_nothing() {
+    let harness = Harness::new(company(10, 0, 0.0));
+    let db = harness.db();
+    let base = harness.base_url.as_str();
+    let add = |id: &str, base_url: &str, extra: &[&str]| {
+        let mut args = vec!["connections", "add", id, "--db", db.as_str(), "--base-url", base_url, "--realm-id", "1"];
+        args.extend_from_slice(extra);
+        sync_host_cli(&args, &[]).unwrap()
+    };
+    let cases: [(&str, &str, &[&str], &str); 6] = [
+        ("a b/c", base, &["--access-token", TOKEN], "is not a connection id"),
+        ("acme", "https://user:hunter2@example.com", &["--access-token", TOKEN], "--base-url must not carry a user name or password"),
+        ("acme", "example.com", &["--access-token", TOKEN], "must start with http:// or https://"),
+        ("acme", base, &["--access-token", TOKEN, "--every", "9999999999999d"], "longer than the longest interval"),
+        ("acme", base, &["--access-token", TOKEN, "--webhook-url", "notaurl", "--webhook-secret", "s"], "must start with http"),
+        ("acme", base, &["--client-id", "a", "--client-secret", "b", "--refresh-token", "c", "--token-url", "ftp://x/"], "must start with http"),
+    ];
+    for (id, base_url, extra, why) in cases {
+        let (ok, _, stderr) = add(id, base_url, extra);
+        assert!(!ok && stderr.contains(why), "{id} {base_url} {extra:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "the password is not echoed: {stderr}");
+    }
+    let (ok, stdout, stderr) = sync_host_cli(&["connections", "list", "--db", db.as_str()], &[]).unwrap();
+    assert!(!ok || stdout.trim().is_empty(), "nothing was stored: {stdout} {stderr}");
+    let (ok, _, stderr) = sync_host_cli(&["serve", "--db", db.as_str(), "--schedule", "--workers", "0"], &[]).unwrap();
+    assert!(!ok && stderr.contains("--workers"), "{stderr}");
 }

@@ -136,7 +136,8 @@ fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> 
     }
     match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")),
+        Ok(_) => Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("invalid_body", format!("the body must be a JSON object; it is not JSON: {e}"))),
     }
 }
 
@@ -178,10 +179,10 @@ async fn patch(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     state.authorize(&headers)?;
-    let body = body_object(&body)?;
+    let body = body_object(&super::request_body(body)?)?;
     known_fields(&body, &["every"])?;
     let every = match body.get("every") {
         None => return Err(ApiError::bad_request("invalid_body", "nothing to change: give `every`")),
@@ -198,7 +199,7 @@ async fn patch(
         let next = if connection.status == ConnectionStatus::Failing {
             connection.next_run_at_us
         } else {
-            Some(from + interval.as_micros() as i64)
+            Some(from.saturating_add(interval.as_micros() as i64))
         };
         let view = state.update(&id, &ConnectionUpdate { every: Some(every), next_run_at_us: Some(next), ..Default::default() })?;
         state.wake();
@@ -212,10 +213,10 @@ async fn sync(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     state.authorize(&headers)?;
-    let body = body_object(&body)?;
+    let body = body_object(&super::request_body(body)?)?;
     known_fields(&body, &["reset", "empty"])?;
     let (reset, empty) = (flag(&body, "reset")?, flag(&body, "empty")?);
     if empty && !reset {

@@ -213,14 +213,16 @@ impl ApiState {
         &self.db
     }
 
-    /// Checks `Authorization: Bearer <key>` when a key is configured.
+    /// Checks `Authorization: Bearer <key>` when a key is configured (the
+    /// scheme's name in any case, as HTTP has it).
     pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(expected) = &self.api_key_hash else { return Ok(()) };
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|key| Sha256::digest(key.as_bytes()));
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| Sha256::digest(key.trim().as_bytes()));
         match given {
             Some(hash) if bool::from(hash.as_slice().ct_eq(expected)) => Ok(()),
             _ => Err(ApiError {
@@ -230,6 +232,18 @@ impl ApiState {
             }),
         }
     }
+}
+
+/// A request's body, taken by the handler as `Result` so that it is looked
+/// at only once the caller is authorised, and a body the server refuses
+/// (over its 2 MiB limit, or cut short) is answered in JSON like every other
+/// error.
+pub fn request_body(body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" };
+        ApiError { status, code, message: rejection.body_text() }
+    })
 }
 
 /// A failure of the host's own, logged; the caller learns only that it happened.

@@ -63,7 +63,12 @@ fn unauthorized() -> ApiError {
     }
 }
 
-pub(super) async fn quickbooks(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn quickbooks(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = super::request_body(body)?;
     let signature = headers.get("intuit-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let models = state.endpoints.iter().map(|e| e.model.to_ascii_lowercase()).collect::<BTreeSet<_>>();
     let global = state.control.verifier_token.clone();

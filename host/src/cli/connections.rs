@@ -60,13 +60,15 @@ pub(super) fn parse_secret(text: &str) -> Result<Secret, String> {
 
 #[derive(Args)]
 pub struct AddArgs {
-    /// The connection id (records are served under `Connection-Id: <id>`).
+    /// The connection id (records are served under `Connection-Id: <id>`):
+    /// letters, digits, `-`, `_`, `.`.
+    #[arg(value_parser = super::parse_connection_id)]
     id: String,
     /// The host's database (created if missing).
     #[arg(long)]
     db: String,
     /// The provider's base URL, e.g. https://sandbox-quickbooks.api.intuit.com.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_http_url)]
     base_url: String,
     /// The QuickBooks company (realm) id; sets the configuration key `realmId`.
     #[arg(long)]
@@ -82,7 +84,7 @@ pub struct AddArgs {
     #[arg(long, env = "QBO_REFRESH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     refresh_token: Option<Secret>,
     /// The token endpoint (Intuit's by default; the fake's for tests).
-    #[arg(long, default_value = INTUIT_TOKEN_URL)]
+    #[arg(long, default_value = INTUIT_TOKEN_URL, value_parser = super::parse_http_url)]
     token_url: String,
     /// A fixed access token instead of OAuth, for quick tries (it expires in
     /// an hour); or env QBO_ACCESS_TOKEN, or @file.
@@ -95,7 +97,7 @@ pub struct AddArgs {
     #[arg(long = "config", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
     /// This connection's webhooks go here (instead of `serve --webhook-url`).
-    #[arg(long, requires = "webhook_secret")]
+    #[arg(long, requires = "webhook_secret", value_parser = super::parse_http_url)]
     webhook_url: Option<String>,
     /// Signs this connection's webhooks (or @file); never printed.
     #[arg(long, value_parser = parse_secret)]
@@ -119,6 +121,9 @@ pub fn run(command: ConnectionsCommand) -> anyhow::Result<()> {
 }
 
 fn add(args: AddArgs) -> anyhow::Result<()> {
+    super::refuse_credentials_in_url("--base-url", Some(&args.base_url))?;
+    super::refuse_credentials_in_url("--token-url", Some(&args.token_url))?;
+    super::refuse_credentials_in_url("--webhook-url", args.webhook_url.as_deref())?;
     let credentials = match (args.client_id, args.client_secret, args.refresh_token, args.access_token) {
         (Some(client_id), Some(client_secret), Some(refresh_token), _) => StoredCredentials::OAuth {
             token_url: args.token_url,
@@ -134,9 +139,6 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
             "give either --client-id, --client-secret and --refresh-token (OAuth), or --access-token (quick tries)"
         ),
     };
-    if !(args.base_url.starts_with("http://") || args.base_url.starts_with("https://")) {
-        anyhow::bail!("--base-url `{}` must start with http:// or https://", args.base_url);
-    }
     let mut config: BTreeMap<String, String> = args.config.into_iter().collect();
     if config.get("realmId").is_some_and(|r| *r != args.realm_id) {
         anyhow::bail!("--config realmId={} contradicts --realm-id {}", config["realmId"], args.realm_id);

@@ -90,7 +90,7 @@ struct RunArgs {
     db: String,
     /// The provider's base URL, e.g. https://quickbooks.api.intuit.com. Without
     /// it, `--connection` names a connection stored with `connections add`.
-    #[arg(long, requires = "realm_id")]
+    #[arg(long, requires = "realm_id", value_parser = parse_http_url)]
     base_url: Option<String>,
     /// The QuickBooks company (realm) id; sets the configuration key `realmId`.
     #[arg(long, requires = "base_url")]
@@ -199,9 +199,9 @@ struct ServeArgs {
     /// Also run the stored connections, each on its interval.
     #[arg(long)]
     schedule: bool,
-    /// Runs in flight at once in this process.
-    #[arg(long, default_value_t = 4)]
-    workers: usize,
+    /// Runs in flight at once in this process (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -213,7 +213,7 @@ struct ServeArgs {
 struct WebhookArgs {
     /// After each run that changed something, or failed, POST a signed JSON
     /// body here (connections may have their own URL).
-    #[arg(long, requires = "webhook_secret")]
+    #[arg(long, requires = "webhook_secret", value_parser = parse_http_url)]
     webhook_url: Option<String>,
     /// The HMAC-SHA256 key of `X-Sync-Signature` (or env SYNC_HOST_WEBHOOK_SECRET,
     /// or @file); never printed.
@@ -234,6 +234,46 @@ struct WebhookArgs {
     /// have been quiet this many seconds (a burst makes one run).
     #[arg(long, default_value_t = 3)]
     webhook_quiet_secs: u64,
+}
+
+/// An `http://` or `https://` URL with a host. (Credentials in it are
+/// refused after parsing, by [`refuse_credentials_in_url`]: a value refused
+/// here is echoed in the error.)
+fn parse_http_url(text: &str) -> Result<String, String> {
+    let uri: ureq::http::Uri = text.parse().map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("`{text}` must start with http:// or https://"));
+    }
+    match uri.authority() {
+        None => Err(format!("`{text}` names no host")),
+        Some(_) => Ok(text.to_owned()),
+    }
+}
+
+/// Refuses a URL with `user:password@` in it, without showing it: the URL is
+/// shown wherever the connection is (`connections list`, the API, logs), and
+/// credentials have flags of their own, kept secret.
+fn refuse_credentials_in_url(flag: &str, url: Option<&str>) -> anyhow::Result<()> {
+    let carries = url
+        .and_then(|u| u.parse::<ureq::http::Uri>().ok())
+        .is_some_and(|uri| uri.authority().is_some_and(|a| a.as_str().contains('@')));
+    if carries {
+        anyhow::bail!("{flag} must not carry a user name or password; give credentials with their own flags");
+    }
+    Ok(())
+}
+
+/// A connection id: what `Connection-Id`, `/connections/{id}` and the logs
+/// carry as is — letters, digits, `-`, `_` and `.`, at most 100.
+fn parse_connection_id(text: &str) -> Result<String, String> {
+    let fits = !text.is_empty()
+        && text.len() <= 100
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fits {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{text}` is not a connection id: use 1 to 100 letters, digits, `-`, `_` or `.`"))
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -272,12 +312,15 @@ fn one_line(error: &anyhow::Error) -> String {
 
 fn init_logging(verbose: bool) {
     let default = if verbose { "info" } else { "error" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
-        // The HTTP library's debug and trace output shows request headers,
-        // `Authorization` included: never, whatever RUST_LOG asks for.
-        .add_directive("ureq=info".parse().expect("a valid directive"))
-        .add_directive("ureq_proto=info".parse().expect("a valid directive"));
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Libraries whose debug and trace output shows secrets, whatever RUST_LOG
+    // asks for: the HTTP client's shows request headers (`Authorization`),
+    // the PostgreSQL driver's every statement's parameters (the tokens and
+    // client secrets a connection stores).
+    for library in ["ureq", "ureq_proto", "tokio_postgres", "postgres_protocol", "deadpool_postgres"] {
+        filter = filter.add_directive(format!("{library}=info").parse().expect("a valid directive"));
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -350,6 +393,7 @@ fn load_component(given: Option<PathBuf>) -> anyhow::Result<Arc<SyncRuntime>> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    refuse_credentials_in_url("--base-url", args.base_url.as_deref())?;
     let runtime = load_component(args.component)?;
     let db = store::open(&args.db, OpenMode::Create)?;
     let runner = Runner::new(runtime.clone(), db);
@@ -384,12 +428,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    refuse_credentials_in_url("--webhook-url", args.webhooks.webhook_url.as_deref())?;
     let db = store::open(&args.db, OpenMode::MustExist)?;
     let runtime = load_component(args.component)?;
     let webhooks = args.webhooks.clone();
     let scheduler = args.schedule.then(|| {
         let runner = Arc::new(Runner::new(runtime.clone(), db.clone()).with_webhook_url(webhooks.webhook_url.clone()));
-        Scheduler::new(runner, args.limits.defaults(), args.workers, Duration::from_secs(webhooks.webhook_quiet_secs))
+        Scheduler::new(runner, args.limits.defaults(), usize::from(args.workers), Duration::from_secs(webhooks.webhook_quiet_secs))
     });
     let deliverer = crate::service::Deliverer::new(
         db.clone(),

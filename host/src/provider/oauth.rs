@@ -186,9 +186,15 @@ fn unavailable(error: RequestTokenError<ureq::Error, oauth2::basic::BasicErrorRe
                 error.error().as_ref()
             )),
             RequestTokenError::Request(e) => CredentialError::Unavailable(format!("cannot reach the token endpoint: {e}")),
-            // The body is not quoted: it could hold a token.
+            // Neither the body nor the parser's message is quoted: either
+            // could hold a token. Where it went wrong is enough.
             RequestTokenError::Parse(e, _) => {
-                CredentialError::Unavailable(format!("the token endpoint's answer is not what OAuth 2.0 says: {}", e.path()))
+                let json = e.inner();
+                let what = match json.classify() {
+                    serde_json::error::Category::Data => format!("JSON, but not a token answer (at `{}`)", e.path()),
+                    _ => format!("not JSON (line {}, column {})", json.line(), json.column()),
+                };
+                CredentialError::Unavailable(format!("the token endpoint's answer is not what OAuth 2.0 says: it is {what}"))
             }
             RequestTokenError::Other(message) => CredentialError::Unavailable(message),
     }

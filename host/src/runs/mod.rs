@@ -215,7 +215,18 @@ impl Runner {
             trigger
         };
         let spec = self.spec_for(&connection, defaults)?;
-        // The lock was free: a run of this connection without an end died.
+        // The lock was free: a run of this connection without an end died,
+        // and what it stored was never told; this run's webhook covers it.
+        let abandoned_since = self
+            .db
+            .runs()
+            .and_then(|mut r| r.list(id, None, 20))
+            .map_err(store_failure)?
+            .0
+            .iter()
+            .filter(|r| r.outcome.is_none())
+            .map(|r| r.started_us)
+            .min();
         self.db.runs().and_then(|mut r| r.close_abandoned(id, now_us())).map_err(store_failure)?;
         let run = RunRecord {
             id: new_run_id(),
@@ -239,25 +250,37 @@ impl Runner {
         // Recorded before the lock goes, so no worker sees it due again.
         self.record_end(&connection, &run, &result, defaults);
         drop(lease);
-        self.tell(&connection, &run, &result, &tally);
+        self.tell(&connection, &run, abandoned_since, &result, &tally);
         result
     }
 
     /// Queues the webhooks of a run that changed something, or failed
     /// (docs/webhooks.md): one per model, delivered later by `serve`.
-    fn tell(&self, connection: &Connection, run: &RunRecord, result: &Result<RunReport, RunFailure>, tally: &Tally) {
+    /// `modified_after` is where a client reads from to see every change no
+    /// webhook told yet: this run's start, or that of an earlier run whose
+    /// worker died before it could tell its own.
+    fn tell(
+        &self,
+        connection: &Connection,
+        run: &RunRecord,
+        abandoned_since: Option<i64>,
+        result: &Result<RunReport, RunFailure>,
+        tally: &Tally,
+    ) {
         let Some(url) = connection.webhook_url.clone().or_else(|| self.default_webhook_url.clone()) else { return };
         let (success, error) = match result {
             Ok(_) => (true, None),
-            // Stopping for a shutdown is no failure: the next run resumes.
-            Err(RunFailure::Interrupted(_) | RunFailure::Busy(_)) => return,
+            Err(RunFailure::Busy(_)) => return,
             Err(failure) => (false, Some(failure.to_string())),
         };
+        // A run stopped for a shutdown is no failure (the next run resumes
+        // it), but what it stored is told now, like any other change.
+        let interrupted = matches!(result, Err(RunFailure::Interrupted(_)));
         let tally = tally.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let metadata = self.runtime.metadata();
         for model in metadata.model_names() {
             let counts = tally.get(&model).copied().unwrap_or_default();
-            if success && !counts.changed() {
+            if (success || interrupted) && !counts.changed() && abandoned_since.is_none() {
                 continue;
             }
             let body = WebhookBody {
@@ -267,7 +290,7 @@ impl Runner {
                 added: counts.added,
                 updated: counts.updated,
                 deleted: counts.deleted,
-                modified_after: crate::time::format_us(run.started_us),
+                modified_after: crate::time::format_us(abandoned_since.map_or(run.started_us, |at| at.min(run.started_us))),
                 success,
                 error: error.clone(),
             };
@@ -282,7 +305,10 @@ impl Runner {
     /// A failure to write is logged: the run's own result stands.
     fn record_end(&self, connection: &Connection, run: &RunRecord, result: &Result<RunReport, RunFailure>, defaults: &RunDefaults) {
         let ended = now_us();
-        let interval = self.interval(connection);
+        // The connection as it is now: its interval may have changed during
+        // the run (`PATCH`), and the next run follows the new one.
+        let current = self.db.connections().and_then(|mut c| c.get(&connection.id)).ok().flatten();
+        let interval = self.interval(current.as_ref().unwrap_or(connection));
         let (outcome, summary, error) = match result {
             Ok(report) => (Outcome::Success, Some(report.to_json()), None),
             Err(failure) => (Outcome::Failure, None, Some(failure.to_string())),
@@ -292,7 +318,7 @@ impl Runner {
                 status: Some(ConnectionStatus::Idle),
                 status_message: Some(None),
                 failures: Some(0),
-                next_run_at_us: Some(Some(run.started_us + interval.as_micros() as i64)),
+                next_run_at_us: Some(Some(run.started_us.saturating_add(interval.as_micros() as i64))),
                 ..Default::default()
             },
             // Shutting down is no failure: resume as soon as the host is back.
@@ -302,8 +328,7 @@ impl Runner {
                 ..Default::default()
             },
             Err(failure) => {
-                let now = self.db.connections().and_then(|mut c| c.get(&connection.id)).ok().flatten();
-                if now.as_ref().is_some_and(|c| c.status == ConnectionStatus::NeedsReauth) {
+                if current.as_ref().is_some_and(|c| c.status == ConnectionStatus::NeedsReauth) {
                     // The credentials marked it; keep their message, run no more.
                     ConnectionUpdate::default()
                 } else {

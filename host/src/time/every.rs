@@ -3,7 +3,13 @@
 
 use std::time::Duration;
 
-/// Reads `30s`, `15m`, `1h`, `2d` (a whole number and a unit).
+/// The longest interval between runs: a year and a day. Longer ones are
+/// refused rather than let overflow the instant of the next run (which would
+/// put it in the past, and run the connection without pause).
+pub const LONGEST_EVERY: Duration = Duration::from_secs(366 * 86_400);
+
+/// Reads `30s`, `15m`, `1h`, `2d` (a whole number and a unit), at most
+/// [`LONGEST_EVERY`].
 pub fn parse_every(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let invalid = || format!("`{text}` is not a duration such as `30s`, `15m`, `1h` or `1d`");
@@ -19,7 +25,11 @@ pub fn parse_every(text: &str) -> Result<Duration, String> {
     }
     .filter(|s| *s > 0)
     .ok_or_else(invalid)?;
-    Ok(Duration::from_secs(seconds))
+    let every = Duration::from_secs(seconds);
+    if every > LONGEST_EVERY {
+        return Err(format!("`{text}` is longer than the longest interval, 366d"));
+    }
+    Ok(every)
 }
 
 /// Writes a duration as [`parse_every`] reads it, in the largest whole unit.
@@ -50,7 +60,7 @@ pub fn parse_frequency(text: &str) -> Option<Duration> {
         "day" => 86_400,
         _ => return None,
     };
-    count.checked_mul(seconds).filter(|s| *s > 0).map(Duration::from_secs)
+    count.checked_mul(seconds).filter(|s| *s > 0).map(Duration::from_secs).filter(|every| *every <= LONGEST_EVERY)
 }
 
 #[cfg(test)]
@@ -64,9 +74,10 @@ mod tests {
             assert_eq!(format_every(Duration::from_secs(seconds)), text);
         }
         assert_eq!(format_every(Duration::from_secs(90)), "90s");
-        for bad in ["", "15", "m", "0s", "1w", "-1h", "1.5h", "99999999999999999999d"] {
+        for bad in ["", "15", "m", "0s", "1w", "-1h", "1.5h", "99999999999999999999d", "9999999999999d", "367d"] {
             assert!(parse_every(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_every("366d"), Ok(LONGEST_EVERY));
     }
 
     #[test]
@@ -77,5 +88,6 @@ mod tests {
         assert_eq!(parse_frequency("every day"), Some(Duration::from_secs(86_400)));
         assert_eq!(parse_frequency("hourly"), None);
         assert_eq!(parse_frequency("every 0 minutes"), None);
+        assert_eq!(parse_frequency("every 400 days"), None);
     }
 }

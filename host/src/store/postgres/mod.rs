@@ -27,17 +27,34 @@ use super::{
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        // The driver's message, with the server's detail when there is one.
-        match error.as_db_error() {
-            Some(db) => StoreError::Backend(format!("{}: {}", db.severity(), db.message())),
-            None => StoreError::Backend(error.to_string()),
-        }
+        StoreError::Backend(driver_error_text(&error))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        StoreError::Backend(format!("no database connection: {error}"))
+        StoreError::Backend(format!("no database connection: {}", pool_error_text(&error)))
+    }
+}
+
+/// The driver's error with its cause: its own text is generic (`db error`,
+/// `error connecting to server`), and what a user can act on — the server's
+/// message (`database "x" does not exist`) or the socket's (`Connection
+/// refused`) — is in what it wraps.
+fn driver_error_text(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+fn pool_error_text(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(driver) => driver_error_text(driver),
+        other => other.to_string(),
     }
 }
 
@@ -126,7 +143,7 @@ impl PostgresDatabase {
         let database = PostgresDatabase { pool, shown };
         wait(async {
             let mut client = database.pool.get().await.map_err(|e| {
-                StoreError::Backend(format!("cannot connect to {}: {e}", database.shown))
+                StoreError::Backend(format!("cannot connect to {}: {}", database.shown, pool_error_text(&e)))
             })?;
             migrations::apply(&mut client).await
         })?;
@@ -284,6 +301,16 @@ pub(crate) mod tests {
     }
 
     crate::store_suite!(fresh());
+
+    #[test]
+    fn a_database_that_does_not_exist_is_named_in_the_error() {
+        let Some(admin_url) = server() else { return };
+        let mut config: tokio_postgres::Config = admin_url.parse().expect("a PostgreSQL URL");
+        config.dbname("sync_host_test_no_such_database");
+        let error = PostgresDatabase::open_config(config, "the test server".into()).err().expect("refused");
+        let text = error.to_string();
+        assert!(text.contains(r#"database "sync_host_test_no_such_database" does not exist"#), "{text}");
+    }
 
     #[test]
     fn passwords_are_never_shown() {
