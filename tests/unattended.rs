@@ -156,7 +156,22 @@ fn a_revoked_refresh_token_needs_reauthorisation_without_a_retry_storm() {
     let (status, body) = serve.api.request("POST", "/connections/acme/sync", &[]);
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("needs_reauth")), "{body}");
     assert_eq!(harness.connection_as("acme").api_records("limit=1000"), before, "records intact");
-    assert_no_secret("serve's log", &serve.stderr(), &[CLIENT_SECRET, &refresh]);
+
+    // Authorised again, the connection is added again: the scheduler runs it
+    // as its own (not as asked for through the API), from the checkpoint.
+    let db = harness.db();
+    let runs_before = finished_runs(&serve, "acme").len();
+    let (ok, _, stderr) = sync_host_cli(&["connections", "remove", "acme", "--db", db.as_str()], &[]).unwrap();
+    assert!(ok, "{stderr}");
+    let renewed = harness.fake.reauthorise().expect("OAuth on");
+    add_oauth_connection(&harness, "acme", &renewed, "1h");
+    wait_until("the re-added connection's run", Wait::from_secs(30), || {
+        finished_runs(&serve, "acme").len() > runs_before
+    });
+    let first = finished_runs(&serve, "acme").remove(0);
+    assert_eq!((first["trigger"].as_str(), first["outcome"].as_str()), (Some("schedule"), Some("success")), "{first}");
+    assert_eq!(first["summary"]["added"], 0, "resumed from the checkpoint, records kept: {first}");
+    assert_no_secret("serve's log", &serve.stderr(), &[CLIENT_SECRET, &refresh, &renewed]);
 }
 
 #[test]

@@ -64,15 +64,21 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
         db.connections().unwrap().insert(&connection, &StoredCredentials::AccessToken(TOKEN.into()), &Default::default()).unwrap();
     }
 
+    let receiver = WebhookReceiver::start();
+    let args = ["--schedule", "--workers", "3", "--webhook-url", &receiver.url, "--webhook-secret", "hook-secret"];
     let mut workers: Vec<Option<ServeProcess>> =
-        (0..3).map(|_| Some(ServeProcess::start_with(&first.db(), &["--schedule", "--workers", "3"], &[]))).collect();
+        (0..3).map(|_| Some(ServeProcess::start_with(&first.db(), &args, &[]))).collect();
     wait_until("company 0's run to be in flight", Wait::from_secs(60), || {
         runs(&db, "company-00").iter().any(|r| r.outcome.is_none())
     });
     let in_flight = runs(&db, "company-00").into_iter().find(|r| r.outcome.is_none()).unwrap();
     let pid: u32 = in_flight.worker.as_deref().unwrap().rsplit(':').next().unwrap().parse().unwrap();
     let victim = workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid() == pid)).expect("a worker of ours runs it");
-    std::thread::sleep(Wait::from_secs(2));
+    // Killed once it has stored a page (pages take a second each, and the
+    // worker may first have had to compile the component on a busy machine).
+    wait_until("company 0's first page to be stored", Wait::from_secs(60), || {
+        first.connection_as("company-00").checkpoint().is_some()
+    });
     workers[victim].take().unwrap().kill(); // SIGKILL, mid-run
 
     wait_until("every connection to have synced", Wait::from_secs(180), || {
@@ -95,6 +101,21 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
     assert_ne!(resumed.worker, in_flight.worker, "another worker resumed it");
     let summary: Value = serde_json::from_str(resumed.summary.as_deref().unwrap()).unwrap();
     assert!(summary["pages"].as_u64().unwrap() < 6, "resumed from the checkpoint, not restarted: {summary}");
+    // The killed run could tell nothing; the run that resumed it tells from
+    // the killed run's start, so an application reading from there misses
+    // none of what either stored.
+    let started_us = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros();
+    wait_until("company 0's webhook", Wait::from_secs(30), || {
+        receiver.received().iter().any(|(_, body)| body.contains("\"company-00\""))
+    });
+    let told: Value = receiver
+        .received()
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap())
+        .find(|w| w["connection_id"] == "company-00")
+        .unwrap();
+    assert_eq!(told["success"], true, "{told}");
+    assert!(started_us(told["modified_after"].as_str().unwrap()) <= in_flight.started_us, "from the killed run's start: {told}");
     // Any worker serves the API.
     for worker in workers.iter().flatten() {
         let (status, body) = worker.api.get("/connections", &[]);

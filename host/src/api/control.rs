@@ -105,7 +105,8 @@ impl ApiState {
             next_run_at: if connection.paused || connection.status == ConnectionStatus::NeedsReauth {
                 None
             } else {
-                Some(format_us(connection.next_run_at_us.unwrap_or(connection.created_us)))
+                // No time set: as soon as a worker takes it, i.e. now.
+                Some(format_us(connection.next_run_at_us.unwrap_or_else(crate::time::now_us)))
             },
             last_run: last.into_iter().next().map(RunView::from),
             id: connection.id,

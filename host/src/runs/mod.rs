@@ -207,9 +207,11 @@ impl Runner {
             }
         }
         let trigger = if only_if_due.is_some() && trigger == Trigger::Schedule && connection.next_run_at_us.is_none() {
-            // No time set: never run yet, or asked for by `POST /sync`
-            // (which clears the time so the scheduler takes it at once).
-            let never_ran = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?.0.is_empty();
+            // No time set: never run since it was added (a connection removed
+            // and added again keeps its history), or asked for by `POST
+            // /sync` (which clears the time so the scheduler takes it at once).
+            let (last, _) = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?;
+            let never_ran = last.first().is_none_or(|run| run.started_us < connection.created_us);
             if never_ran { Trigger::Schedule } else { Trigger::Api }
         } else {
             trigger
