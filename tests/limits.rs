@@ -132,3 +132,43 @@ fn components_that_import_sockets_or_the_filesystem_are_refused_before_they_run(
     assert_eq!(inspection["metadata"]["name"], "customers");
     assert!(inspection["imports"].as_array().unwrap().iter().all(|i| i["provided"] == true));
 }
+
+#[test]
+fn limits_out_of_range_are_refused_naming_the_flag_before_anything_runs() {
+    let harness = Harness::new(company(10, 0, 0.0));
+    let db = harness.db();
+    for (flag, value) in [
+        ("--timeout-secs", "9223372036854775807"),
+        ("--timeout-secs", "0"),
+        ("--retry-budget-secs", "18446744073709551615"),
+        ("--memory-mib", "17592186044416"),
+    ] {
+        let args = ["run", "--db", db.as_str(), "--base-url", harness.base_url.as_str(), "--realm-id", "1", flag, value];
+        let (ok, _, stderr) = sync_host_cli(&args, &[("QBO_ACCESS_TOKEN", TOKEN)]).unwrap();
+        assert!(!ok && stderr.contains(flag) && !stderr.contains("panicked"), "{flag} {value}: {stderr}");
+    }
+    assert_eq!(harness.fake.query_requests(), 0, "nothing ran");
+}
+
+#[test]
+fn the_demo_refuses_to_replace_a_file_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes").unwrap();
+    let path = notes.to_str().unwrap();
+    let (ok, _, stderr) = sync_host_cli(&["demo", "--no-serve", "--customers", "10", "--db", path], &[]).unwrap();
+    assert!(!ok && stderr.contains("is not a database the demo made"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes", "left as it was");
+
+    // A store of real connections is refused too; the demo's own is recreated.
+    let harness = Harness::new(company(10, 0, 0.0));
+    add_connection(&harness.db(), "acme", &harness.base_url, &["--access-token", TOKEN]);
+    let (ok, _, stderr) = sync_host_cli(&["demo", "--no-serve", "--customers", "10", "--db", &harness.db()], &[]).unwrap();
+    assert!(!ok && stderr.contains("not the demo's"), "{stderr}");
+    let demo_db = dir.path().join("demo.sqlite");
+    let demo_db = demo_db.to_str().unwrap();
+    for _ in 0..2 {
+        let (ok, _, stderr) = sync_host_cli(&["demo", "--no-serve", "--customers", "10", "--db", demo_db], &[]).unwrap();
+        assert!(ok, "{stderr}");
+    }
+}

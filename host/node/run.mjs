@@ -20,6 +20,26 @@ import { createRecords } from './src/records.mjs';
 import { SqliteStore } from './src/store.mjs';
 import { wasiImports } from './src/wasi.mjs';
 
+/**
+ * Like sync-host: an http(s) URL with a host, refused without repeating it
+ * when it carries `user:password@` (it would be shown in errors and logs;
+ * credentials have flags of their own).
+ */
+function checkBaseUrl(text) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Failure(`--base-url \`${text}\` is not a URL`);
+  }
+  if (url.username || url.password) {
+    throw new Failure('--base-url must not carry a user name or password; give credentials with their own flags');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Failure(`--base-url \`${text}\` must start with http:// or https://`);
+  }
+}
+
 const USAGE = `usage: node run.mjs --component <file.wasm> --base-url <url> --db <file.sqlite>
                    [--realm-id <id>] [--config <key>=<value>]... [--connection <id>]
                    [--requests-per-minute <n>] [--retry-budget-secs <n>] [--retry-max-wait-secs <n>]
@@ -68,9 +88,16 @@ function parseCommandLine(argv) {
   }
   const missing = ['base-url', 'db'].filter((name) => !values[name]);
   if (missing.length) throw new Failure(`missing ${missing.map((m) => `--${m}`).join(', ')}\n${USAGE}`);
+  checkBaseUrl(values['base-url']);
   const number = (name) => {
     const n = Number(values[name]);
     if (values[name].trim() === '' || !Number.isFinite(n) || n < 0) throw new Failure(`--${name} must be a non-negative number`);
+    return n;
+  };
+  // A request that may take no time at all can only time out, and be retried until the budget ends.
+  const positive = (name) => {
+    const n = number(name);
+    if (n === 0) throw new Failure(`--${name} must be more than 0`);
     return n;
   };
   // No prototype: a key like `__proto__` is just another (unknown) key.
@@ -104,7 +131,7 @@ function parseCommandLine(argv) {
     logLevel: values['log-level'] ?? (values.verbose ? 'info' : 'error'),
     cacheDir: values['cache-dir'],
     policy: {
-      timeoutMs: number('request-timeout-secs') * 1000,
+      timeoutMs: positive('request-timeout-secs') * 1000,
       baseMs: number('retry-base-ms'),
       budgetMs: number('retry-budget-secs') * 1000,
       maxWaitMs: number('retry-max-wait-secs') * 1000,

@@ -27,7 +27,8 @@ pub struct DemoArgs {
     /// The component (.wasm); defaults to the built guest.
     #[arg(long)]
     component: Option<PathBuf>,
-    /// SQLite file to sync into; recreated on every demo.
+    /// SQLite file to sync into; recreated on every demo (a file the demo
+    /// did not make is refused).
     #[arg(long, default_value = "demo.sqlite")]
     db: PathBuf,
     /// Where to serve the API (GET /customers, the control API, webhooks in).
@@ -117,11 +118,49 @@ const DEMO_CLIENT_SECRET: &str = "demo-client-secret";
 const DEMO_VERIFIER: &str = "demo-verifier-token";
 const DEMO_WEBHOOK_SECRET: &str = "demo-webhook-secret";
 
+fn listen_early(address: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(address).with_context(|| format!("cannot listen on {address} (use --listen)"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// The demo recreates its database on every run; it refuses to replace a file
+/// that is not one it made: anything but a SQLite database whose only
+/// connection is the demo's, with nothing stored under another. Read only, so
+/// a refused file is left exactly as it was.
+fn refuse_a_database_not_the_demos(path: &std::path::Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        anyhow::anyhow!("{} exists and {why}; the demo recreates its database, so give another --db", path.display())
+    };
+    let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| refuse(format!("is not a database the demo made ({e})")))?;
+    let demo_realm = format!("%\"{DEMO_REALM}\"%");
+    let others: rusqlite::Result<(i64, i64)> = db.query_row(
+        "SELECT (SELECT count(*) FROM connections WHERE id <> ?1 OR config NOT LIKE ?2),
+                (SELECT count(*) FROM scopes WHERE connection <> ?1)",
+        rusqlite::params![api::DEFAULT_CONNECTION, demo_realm],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    );
+    match others {
+        Ok((0, 0)) => Ok(()),
+        Ok(_) => Err(refuse("holds connections or records that are not the demo's".into())),
+        Err(e) => Err(refuse(format!("is not a database the demo made ({e})"))),
+    }
+}
+
 /// The main job on embedded defaults: a fake QuickBooks company, a stored
 /// connection with OAuth, a full sync; then upstream changes, QuickBooks'
 /// signed notification, the incremental run it triggers, and the webhook
 /// your application would receive; then the API until Ctrl-C.
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    // Both checked before anything is built or written: a busy address, or a
+    // file the demo did not make, would otherwise be found only after it.
+    let listener = if args.no_serve { None } else { Some(listen_early(&args.listen)?) };
+    refuse_a_database_not_the_demos(&args.db)?;
     let runtime = load_component(args.component)?;
 
     let fake = seeded(DEMO_REALM, DEMO_TOKEN, args.customers, 0.1);
@@ -183,11 +222,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         verifier_token: Some(DEMO_VERIFIER.into()),
     };
     let state = ApiState::new(db.clone(), None, runtime.metadata().endpoints.clone()).with_control(control);
-    let listen = if args.no_serve { "127.0.0.1:0".to_owned() } else { args.listen.clone() };
     tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (use --listen)"))?;
+        let listener = match listener {
+            Some(listener) => tokio::net::TcpListener::from_std(listener)?,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        };
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let scheduled = tokio::spawn(scheduler.run(stopped.clone()));

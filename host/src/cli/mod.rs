@@ -110,20 +110,26 @@ struct RunArgs {
     limits: LimitArgs,
 }
 
+/// The longest time a limit may name: a week. Longer ones would overflow the
+/// clock's arithmetic, and no run should need them.
+const MAX_LIMIT_SECS: u64 = 7 * 86_400;
+
 /// Limits and pacing of runs.
 #[derive(Args, Clone)]
 pub struct LimitArgs {
-    /// Memory limit of the component, in MiB.
-    #[arg(long, default_value_t = 256)]
-    memory_mib: usize,
-    /// Wall-clock limit of a run, in seconds.
-    #[arg(long, default_value_t = 1800)]
+    /// Memory limit of the component, in MiB (1 to 4096: a 32-bit
+    /// component cannot address more).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    memory_mib: u64,
+    /// Wall-clock limit of a run, in seconds (1 to 604800, a week).
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT_SECS))]
     timeout_secs: u64,
-    /// Time one provider request may take with all its retries, in seconds.
-    #[arg(long, default_value_t = 600)]
+    /// Time one provider request may take with all its retries, in seconds
+    /// (at most 604800).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=MAX_LIMIT_SECS))]
     retry_budget_secs: u64,
-    /// Longest single wait before a retry, in seconds.
-    #[arg(long, default_value_t = 120)]
+    /// Longest single wait before a retry, in seconds (at most 604800).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=MAX_LIMIT_SECS))]
     retry_max_wait_secs: u64,
     /// Records (or ids) one call of the component may carry.
     #[arg(long, default_value_t = RecordLimits::default().records_per_batch)]
@@ -143,7 +149,7 @@ pub struct LimitArgs {
     requests_per_minute: Option<u32>,
     /// The wait after a connection's first failed run, in seconds; it doubles
     /// with each failure in a row, up to an hour.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT_SECS))]
     failure_backoff_secs: u64,
 }
 
@@ -159,7 +165,7 @@ impl LimitArgs {
     fn limits(&self) -> RunLimits {
         RunLimits {
             instance: InstanceLimits {
-                memory_bytes: self.memory_mib << 20,
+                memory_bytes: (self.memory_mib as usize) << 20,
                 deadline: Duration::from_secs(self.timeout_secs),
             },
             records: RecordLimits { records_per_batch: self.max_records_per_batch, bytes_per_record: self.max_record_bytes },

@@ -157,7 +157,11 @@ impl ComponentCache {
         // Written beside and renamed: a reader sees the old entry or the new one.
         let temp = path.with_extension(format!("tmp{}", std::process::id()));
         write_private(&temp, &file, false)?;
-        std::fs::rename(&temp, path)?;
+        if let Err(e) = std::fs::rename(&temp, path) {
+            // E.g. a directory where the entry goes: leave nothing behind.
+            let _ = std::fs::remove_file(&temp);
+            return Err(e.into());
+        }
         Ok(())
     }
 }

@@ -61,7 +61,10 @@ fn provided(import: &str) -> bool {
 /// one that does not fit is an [`Inspection`] with `fits: false`.
 pub fn inspect(bytes: &[u8]) -> anyhow::Result<Inspection> {
     let engine = Engine::new(&super::engine_config())?;
-    let component = Component::from_binary(&engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e}"))?;
+    // `{:#}`: the whole chain; the first link alone ("failed to parse
+    // WebAssembly module") hides the cause, e.g. a core module given where a
+    // component is expected.
+    let component = Component::from_binary(&engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
     let ty = component.component_type();
     let imports: Vec<Import> =
         ty.imports(&engine).map(|(name, _)| Import { name: name.to_owned(), provided: provided(name) }).collect();

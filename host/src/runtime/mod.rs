@@ -169,7 +169,8 @@ impl ResourceLimiter for RunState {
         if desired > self.memory_limit {
             wasmtime::bail!(
                 "memory limit exceeded: the guest asked for {} MiB, the limit is {} MiB",
-                desired >> 20,
+                // Rounded up: a request just over the limit must not read as equal to it.
+                desired.div_ceil(1 << 20),
                 self.memory_limit >> 20
             );
         }
@@ -338,7 +339,9 @@ fn call_describe(engine: &Engine, pre: &SyncComponentPre<RunState>) -> anyhow::R
 
 fn explain_trap(error: &wasmtime::Error, limits: InstanceLimits) -> String {
     if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-        return format!("limit exceeded: deadline of {:?}", limits.deadline);
+        let deadline = limits.deadline;
+        let shown = if deadline.subsec_nanos() == 0 { format!("{}s", deadline.as_secs()) } else { format!("{}ms", deadline.as_millis()) };
+        return format!("limit exceeded: deadline of {shown}");
     }
     let chain: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();
     if let Some(memory) = chain.iter().find(|c| c.starts_with("memory limit exceeded")) {
