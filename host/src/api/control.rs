@@ -282,13 +282,12 @@ fn decode_run_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     }
 }
 
-async fn runs(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
+/// `limit` and `cursor` of a history's page (runs, deliveries); any other
+/// parameter is refused.
+fn page_parameters<C>(
+    query: Option<String>,
+    decode_cursor: impl Fn(&str) -> Result<C, ApiError>,
+) -> Result<(u32, Option<C>), ApiError> {
     let mut limit = DEFAULT_RUNS;
     let mut before = None;
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -298,12 +297,23 @@ async fn runs(
                     ApiError::bad_request("invalid_limit", format!("`limit` must be an integer from 1 to {MAX_RUNS}, got `{}`", shorten(&value)))
                 })?
             }
-            "cursor" => before = Some(decode_run_cursor(&value)?),
+            "cursor" => before = Some(decode_cursor(&value)?),
             other => {
                 return Err(ApiError::bad_request("unknown_parameter", format!("unknown parameter `{}`; known: limit, cursor", shorten(other))))
             }
         }
     }
+    Ok((limit, before))
+}
+
+async fn runs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers)?;
+    let (limit, before) = page_parameters(query, decode_run_cursor)?;
     let page = blocking(move || {
         state.connection(&id)?;
         let (runs, more) = state.db.runs().and_then(|mut r| r.list(&id, before, limit)).map_err(store)?;
@@ -355,25 +365,11 @@ async fn deliveries(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     state.authorize(&headers)?;
-    let mut limit = DEFAULT_RUNS;
-    let mut before = None;
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "limit" => {
-                limit = value.parse::<u32>().ok().filter(|l| (1..=MAX_RUNS).contains(l)).ok_or_else(|| {
-                    ApiError::bad_request("invalid_limit", format!("`limit` must be an integer from 1 to {MAX_RUNS}, got `{}`", shorten(&value)))
-                })?
-            }
-            "cursor" => {
-                before = Some(value.parse::<i64>().map_err(|_| {
-                    ApiError::bad_request("invalid_cursor", format!("`cursor` `{}` is not a cursor this API returned", shorten(&value)))
-                })?)
-            }
-            other => {
-                return Err(ApiError::bad_request("unknown_parameter", format!("unknown parameter `{}`; known: limit, cursor", shorten(other))))
-            }
-        }
-    }
+    let (limit, before) = page_parameters(query, |cursor| {
+        cursor.parse::<i64>().map_err(|_| {
+            ApiError::bad_request("invalid_cursor", format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)))
+        })
+    })?;
     let page = blocking(move || {
         state.connection(&id)?;
         let (deliveries, more) = state.db.webhooks().and_then(|mut w| w.list(&id, before, limit)).map_err(store)?;

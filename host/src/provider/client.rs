@@ -105,6 +105,19 @@ impl std::fmt::Debug for ProviderClient {
     }
 }
 
+/// An HTTP client for the host's own requests (to a provider, to a webhook
+/// receiver): every status is an answer to look at, not an error; no
+/// redirects (a token must not follow one elsewhere); one deadline per
+/// request, connection included.
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
 impl ProviderClient {
     /// `base_url` like `https://quickbooks.api.intuit.com` (a trailing `/` is ignored).
     pub fn new(
@@ -118,12 +131,7 @@ impl ProviderClient {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             anyhow::bail!("base URL `{base_url}` must start with http:// or https://");
         }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(policy.timeout))
-            .build()
-            .into();
+        let agent = http_agent(policy.timeout);
         Ok(ProviderClient { base_url, credentials, agent, policy, pacer, throttle_wait })
     }
 

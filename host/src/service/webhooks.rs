@@ -69,12 +69,7 @@ enum Attempt {
 
 impl Deliverer {
     pub fn new(db: Arc<dyn Database>, default_secret: Option<String>, policy: DeliveryPolicy) -> Arc<Self> {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(policy.timeout))
-            .build()
-            .into();
+        let agent = crate::provider::client::http_agent(policy.timeout);
         Arc::new(Deliverer { db, default_secret: default_secret.filter(|s| !s.is_empty()), policy, agent })
     }
 
