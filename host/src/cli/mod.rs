@@ -247,6 +247,10 @@ struct WebhookArgs {
 /// here is echoed in the error.)
 fn parse_http_url(text: &str) -> Result<String, String> {
     let uri: ureq::http::Uri = text.parse().map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    if url_carries_credentials(&uri) {
+        // Not echoed: refused by `refuse_credentials_in_url`, whatever its scheme.
+        return Ok(text.to_owned());
+    }
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(format!("`{text}` must start with http:// or https://"));
     }
@@ -256,13 +260,15 @@ fn parse_http_url(text: &str) -> Result<String, String> {
     }
 }
 
+fn url_carries_credentials(uri: &ureq::http::Uri) -> bool {
+    uri.authority().is_some_and(|a| a.as_str().contains('@'))
+}
+
 /// Refuses a URL with `user:password@` in it, without showing it: the URL is
 /// shown wherever the connection is (`connections list`, the API, logs), and
 /// credentials have flags of their own, kept secret.
 fn refuse_credentials_in_url(flag: &str, url: Option<&str>) -> anyhow::Result<()> {
-    let carries = url
-        .and_then(|u| u.parse::<ureq::http::Uri>().ok())
-        .is_some_and(|uri| uri.authority().is_some_and(|a| a.as_str().contains('@')));
+    let carries = url.and_then(|u| u.parse::<ureq::http::Uri>().ok()).is_some_and(|uri| url_carries_credentials(&uri));
     if carries {
         anyhow::bail!("{flag} must not carry a user name or password; give credentials with their own flags");
     }

@@ -206,12 +206,12 @@ impl Runner {
                 return Err(RunFailure::Busy(id.to_owned()));
             }
         }
+        let (recent, _) = self.db.runs().and_then(|mut r| r.list(id, None, 20)).map_err(store_failure)?;
         let trigger = if only_if_due.is_some() && trigger == Trigger::Schedule && connection.next_run_at_us.is_none() {
             // No time set: never run since it was added (a connection removed
             // and added again keeps its history), or asked for by `POST
             // /sync` (which clears the time so the scheduler takes it at once).
-            let (last, _) = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?;
-            let never_ran = last.first().is_none_or(|run| run.started_us < connection.created_us);
+            let never_ran = recent.first().is_none_or(|run| run.started_us < connection.created_us);
             if never_ran { Trigger::Schedule } else { Trigger::Api }
         } else {
             trigger
@@ -219,16 +219,7 @@ impl Runner {
         let spec = self.spec_for(&connection, defaults)?;
         // The lock was free: a run of this connection without an end died,
         // and what it stored was never told; this run's webhook covers it.
-        let abandoned_since = self
-            .db
-            .runs()
-            .and_then(|mut r| r.list(id, None, 20))
-            .map_err(store_failure)?
-            .0
-            .iter()
-            .filter(|r| r.outcome.is_none())
-            .map(|r| r.started_us)
-            .min();
+        let abandoned_since = recent.iter().filter(|r| r.outcome.is_none()).map(|r| r.started_us).min();
         self.db.runs().and_then(|mut r| r.close_abandoned(id, now_us())).map_err(store_failure)?;
         let run = RunRecord {
             id: new_run_id(),
