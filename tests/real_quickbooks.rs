@@ -151,23 +151,39 @@ fn customers_added_or_edited_during_a_reconciliation_are_never_deleted_by_it() {
     let added = Arc::new(Mutex::new(Vec::new()));
     let seen = added.clone();
     let edited = ids[5].clone();
+    // The listing's own requests: queries answered while the store has the
+    // listing open (so not the run's clock query, nor the pass before it);
+    // the first two of them add a customer and edit one already listed.
+    let db = harness.database();
+    let scope = sync_host::store::Scope { connection: harness.connection.clone(), model: "Customer".into() };
     harness.fake.on_request(move |request, fake| {
-        if request.kind == RequestKind::Query && (2..=3).contains(&request.n) {
+        let listing = db.records().unwrap().current_listing(&scope).unwrap().is_some();
+        let mut added = seen.lock().unwrap();
+        if request.kind == RequestKind::Query && listing && added.len() < 2 {
             fake.advance(Duration::seconds(1));
-            seen.lock().unwrap().push(fake.insert(serde_json::json!({"DisplayName": format!("Added mid-listing {}", request.n)})));
+            added.push(fake.insert(serde_json::json!({"DisplayName": format!("Added mid-listing {}", request.n)})));
             fake.update(&edited, |c| {
-                c.insert("DisplayName".into(), Value::String("Edited mid-listing".into()));
+                c.insert("DisplayName".into(), Value::String(format!("Edited mid-listing {}", request.n)));
             });
         }
         None
     });
     let report = harness.sync();
+    let added = added.lock().unwrap().clone();
+    assert_eq!(added.len(), 2, "the hook added a customer at two of the listing's requests");
+    assert!(report.summary.requests >= 4, "a listing of 2,533 customers: {:?}", report.summary);
     assert_eq!(report.outcome.deleted, 0);
     let live = harness.live_customers();
-    for id in added.lock().unwrap().iter() {
+    for id in &added {
         assert!(live.contains_key(id), "{id}, added during the listing, is live");
     }
+    assert!(live.contains_key(&ids[5]), "edited during the listing, still live");
+    assert!(harness.database().records().unwrap().current_listing(&scope_of(&harness)).unwrap().is_none(), "the listing completed");
     harness.assert_store_matches_upstream();
+}
+
+fn scope_of(harness: &Harness) -> sync_host::store::Scope {
+    sync_host::store::Scope { connection: harness.connection.clone(), model: "Customer".into() }
 }
 
 #[test]

@@ -247,10 +247,25 @@ fn customers_deleted_outright_are_deleted_through_cdc() {
 fn beyond_cdc_s_thirty_days_the_run_still_succeeds_without_cdc() {
     let harness = Harness::new(company(100, 10, 0.0));
     harness.sync();
-    harness.fake.advance(Duration::days(40));
+    // Changes of every kind in those forty days, one of them a deletion
+    // only CDC would show.
+    let ids: Vec<String> = harness.live_customers().into_keys().collect();
+    harness.fake.advance(Duration::days(10));
+    harness.fake.update(&ids[1], |c| {
+        c.insert("DisplayName".into(), serde_json::Value::String("Renamed in the gap".into()));
+    });
+    harness.fake.archive(&ids[2]);
+    assert!(harness.fake.delete_outright(&ids[3]));
+    let added = harness.fake.insert(serde_json::json!({"DisplayName": "Added in the gap"}));
+    harness.fake.advance(Duration::days(30));
     harness.fake.reset_requests();
-    harness.sync();
+    let report = harness.sync();
     assert_eq!(harness.fake.cdc_requests(), 0, "QuickBooks would refuse it");
+    assert_eq!((report.outcome.added, report.outcome.deleted), (1, 2), "the addition; the archival and the deletion");
+    let live = harness.live_customers();
+    assert_eq!(live[&ids[1]]["display_name"], "Renamed in the gap", "{}", live[&ids[1]]);
+    assert!(live.contains_key(&added) && !live.contains_key(&ids[2]) && !live.contains_key(&ids[3]));
+    harness.assert_store_matches_upstream();
 }
 
 #[test]

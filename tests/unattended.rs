@@ -221,8 +221,10 @@ fn the_scheduler_runs_due_connections_skips_paused_and_backs_off_a_failing_one()
     assert_eq!(broken["status"], "failing", "{broken}");
     assert!(broken["status_message"].as_str().unwrap().contains("5010"), "{broken}");
     assert_eq!(finished_runs(&serve, "broken").len(), 1, "backing off for 30 s, it ran once");
+    // The backoff counts from the failed run's end, as the store recorded both.
     let next = chrono::DateTime::parse_from_rfc3339(broken["next_run_at"].as_str().unwrap()).unwrap();
-    assert!(next > chrono::Utc::now() + Duration::seconds(20), "{broken}");
+    let ended = chrono::DateTime::parse_from_rfc3339(broken["last_run"]["ended_at"].as_str().unwrap()).unwrap();
+    assert_eq!(next - ended, Duration::seconds(30), "{broken}");
     assert!(finished_runs(&serve, "fast").iter().all(|r| r["outcome"] == "success"));
 }
 
@@ -368,36 +370,25 @@ fn control_api_answers_conform_to_the_openapi_document() {
     let serve = ServeProcess::start_with(&harness.db(), &["--schedule"], &[]);
     wait_until("the first run", Wait::from_secs(30), || !finished_runs(&serve, "acme").is_empty());
     let document: Value = serde_json::from_str(include_str!("../host/openapi.json")).unwrap();
-    let check = |path: &str, method: &str, status: u16, body: &Value| {
+    // The status a user relies on, then the body against that status's schema.
+    let check = |path: &str, method: &str, expected: u16, (status, body): (u16, Value)| {
+        assert_eq!(status, expected, "{method} {path}: {body}");
         let responses = &document["paths"][path][method]["responses"];
-        assert_openapi_response(&document, &responses[status.to_string()], body);
+        assert_openapi_response(&document, &responses[status.to_string()], &body);
     };
-    let (status, body) = serve.api.get("/connections", &[]);
-    check("/connections", "get", status, &body);
-    let (status, body) = serve.api.get("/connections/acme", &[]);
-    check("/connections/{id}", "get", status, &body);
-    let (status, body) = serve.api.get("/connections/nobody", &[]);
-    check("/connections/{id}", "get", status, &body);
-    let (status, body) = serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": "30m"}));
-    check("/connections/{id}", "patch", status, &body);
-    let (status, body) = serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": 5}));
-    check("/connections/{id}", "patch", status, &body);
-    let (status, body) = serve.api.request("POST", "/connections/acme/pause", &[]);
-    check("/connections/{id}/pause", "post", status, &body);
-    let (status, body) = serve.api.request("POST", "/connections/acme/sync", &[]);
-    check("/connections/{id}/sync", "post", status, &body);
-    let (status, body) = serve.api.request("POST", "/connections/acme/resume", &[]);
-    check("/connections/{id}/resume", "post", status, &body);
-    let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &[], &json!({"reset": true}));
-    check("/connections/{id}/sync", "post", status, &body);
-    let (status, body) = serve.api.get("/connections/acme/runs?limit=1", &[]);
-    check("/connections/{id}/runs", "get", status, &body);
-    let (status, body) = serve.api.get("/connections/acme/runs?cursor=nope", &[]);
-    check("/connections/{id}/runs", "get", status, &body);
-    let (status, body) = serve.api.get("/connections/acme/deliveries", &[]);
-    check("/connections/{id}/deliveries", "get", status, &body);
-    let (status, body) = serve.api.send_json("POST", "/webhooks/quickbooks", &[("intuit-signature", "bad")], &json!([]));
-    check("/webhooks/quickbooks", "post", status, &body);
+    check("/connections", "get", 200, serve.api.get("/connections", &[]));
+    check("/connections/{id}", "get", 200, serve.api.get("/connections/acme", &[]));
+    check("/connections/{id}", "get", 404, serve.api.get("/connections/nobody", &[]));
+    check("/connections/{id}", "patch", 200, serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": "30m"})));
+    check("/connections/{id}", "patch", 400, serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": 5})));
+    check("/connections/{id}/pause", "post", 200, serve.api.request("POST", "/connections/acme/pause", &[]));
+    check("/connections/{id}/sync", "post", 409, serve.api.request("POST", "/connections/acme/sync", &[]));
+    check("/connections/{id}/resume", "post", 200, serve.api.request("POST", "/connections/acme/resume", &[]));
+    check("/connections/{id}/sync", "post", 202, serve.api.send_json("POST", "/connections/acme/sync", &[], &json!({"reset": true})));
+    check("/connections/{id}/runs", "get", 200, serve.api.get("/connections/acme/runs?limit=1", &[]));
+    check("/connections/{id}/runs", "get", 400, serve.api.get("/connections/acme/runs?cursor=nope", &[]));
+    check("/connections/{id}/deliveries", "get", 200, serve.api.get("/connections/acme/deliveries", &[]));
+    check("/webhooks/quickbooks", "post", 401, serve.api.send_json("POST", "/webhooks/quickbooks", &[("intuit-signature", "bad")], &json!([])));
 }
 
 #[test]
@@ -449,4 +440,127 @@ fn connections_add_refuses_what_could_not_work_and_stores_nothing() {
     assert!(!ok || stdout.trim().is_empty(), "nothing was stored: {stdout} {stderr}");
     let (ok, _, stderr) = sync_host_cli(&["serve", "--db", db.as_str(), "--schedule", "--workers", "0"], &[]).unwrap();
     assert!(!ok && stderr.contains("--workers"), "{stderr}");
+}
+
+#[test]
+fn credentials_from_the_environment_never_clash_with_flags_the_user_typed() {
+    let harness = Harness::new(company(10, 0, 0.0));
+    let db = harness.db();
+    let wasm = guest_wasm().to_str().unwrap().to_owned();
+    let add = |id: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["connections", "add", id, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM];
+        args.extend(["--component", &wasm]);
+        args.extend_from_slice(extra);
+        sync_host_cli(&args, env).unwrap()
+    };
+    // An exported QBO_ACCESS_TOKEN and OAuth typed on the command line: OAuth.
+    let oauth = ["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--refresh-token", "r1"];
+    let (ok, _, stderr) = add("typed", &oauth, &[("QBO_ACCESS_TOKEN", "from-the-environment")]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("cannot be used with"), "{stderr}");
+    assert!(stderr.contains("using OAuth"), "says which credentials it took: {stderr}");
+    let stored = harness.database().connections().unwrap().credentials("typed").unwrap();
+    assert!(matches!(stored, Some(sync_host::store::StoredCredentials::OAuth { .. })), "{stored:?}");
+    // OAuth half given: the missing values named, by flag and by variable.
+    let (ok, _, stderr) = add("half", &["--client-id", CLIENT_ID], &[("QBO_CLIENT_SECRET", "s")]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("--refresh-token (or QBO_REFRESH_TOKEN)") && !stderr.contains("--client-secret"), "{stderr}");
+    // An exported QBO_CLIENT_ID and a typed access token: the access token.
+    let (ok, _, stderr) = add("quick", &["--access-token", TOKEN], &[("QBO_CLIENT_ID", "exported")]);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn a_purge_after_a_plain_remove_deletes_what_the_connection_left() {
+    let harness = Harness::new(company(40, 0, 0.0));
+    let db = harness.db();
+    add_connection(&db, "acme", &harness.base_url, &["--access-token", TOKEN]);
+    let (ok, stdout, stderr) =
+        sync_host_cli(&["run", "--db", db.as_str(), "--connection", "acme", "--component", guest_wasm().to_str().unwrap()], &[])
+            .unwrap();
+    assert!(ok, "{stdout}{stderr}");
+    let stored = harness.connection_as("acme").live_customers().len();
+    let records = harness.connection_as("acme").api_records("limit=10000").len();
+    assert!(stored > 0);
+    let remove = |extra: &[&str]| {
+        let mut args = vec!["connections", "remove", "acme", "--db", db.as_str()];
+        args.extend_from_slice(extra);
+        sync_host_cli(&args, &[]).unwrap()
+    };
+    let (ok, _, stderr) = remove(&[]);
+    assert!(ok && stderr.contains("its records stay"), "{stderr}");
+    assert_eq!(harness.connection_as("acme").live_customers().len(), stored, "kept without --purge");
+    let (ok, _, stderr) = remove(&["--purge"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("already removed") && stderr.contains(&format!("({records} records)")), "{stderr}");
+    assert!(harness.connection_as("acme").checkpoint().is_none());
+    assert!(!harness.database().records().unwrap().connection_exists("acme").unwrap(), "nothing left under the id");
+    let (ok, _, stderr) = remove(&["--purge"]);
+    assert!(!ok && stderr.contains("nothing stored under that id"), "{stderr}");
+}
+
+#[test]
+fn run_now_on_a_server_that_does_not_schedule_is_refused_not_lost() {
+    let harness = Harness::new(company(10, 0, 0.0));
+    add_connection(&harness.db(), "acme", &harness.base_url, &["--access-token", TOKEN]);
+    let serve = ServeProcess::start(&harness.db(), None);
+    let (status, body) = serve.api.request("POST", "/connections/acme/sync", &[]);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("not_scheduling")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--schedule"), "{body}");
+    assert!(runs(&serve, "acme").is_empty(), "nothing started");
+    let (status, _) = serve.api.request("POST", "/connections/nobody/sync", &[]);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn postgresql_commands_print_no_driver_notices() {
+    let Some(Backend::Postgres { admin_url }) = Backend::postgres() else { return };
+    let database = PostgresDatabase::create(&admin_url);
+    // The first opening creates the schema, the second finds it there (the
+    // driver's NOTICE "relation … already exists, skipping" was printed).
+    for _ in 0..2 {
+        let (ok, stdout, stderr) = sync_host_cli(&["connections", "list", "--db", &database.url], &[]).unwrap();
+        assert!(ok, "{stderr}");
+        assert_eq!((stdout.as_str(), stderr.as_str()), ("", ""), "nothing but what was asked");
+    }
+}
+
+#[test]
+fn sync_host_wait_returns_once_the_connection_is_settled() {
+    let harness = Harness::new(company(300, 10, 0.0));
+    add_connection(&harness.db(), "acme", &harness.base_url, &["--access-token", TOKEN, "--every", "1h"]);
+    let key = "wait-api-key-do-not-leak";
+    let serve = ServeProcess::start_with(&harness.db(), &["--schedule", "--api-key", key], &[]);
+    let wait = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["wait", "acme", "--api", serve.api.base_url.as_str()];
+        args.extend_from_slice(extra);
+        sync_host_cli(&args, env).unwrap()
+    };
+    let auth = [("Authorization", "Bearer wait-api-key-do-not-leak")];
+    // The first run: wait returns only once it has finished, and prints it.
+    let (ok, stdout, stderr) = wait(&[], &[("SYNC_HOST_API_KEY", key)]);
+    assert!(ok, "{stderr}");
+    let run: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!((run["trigger"].as_str(), run["outcome"].as_str()), (Some("schedule"), Some("success")), "{run}");
+    assert_eq!(harness.connection_as("acme").live_customers().len(), 333, "synced by the time wait returned");
+    // Records asked for without saying whose: the error says to send the header.
+    let (status, body) = serve.api.get("/customers", &auth);
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_connection")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("send `Connection-Id: <connection id>`"), "{body}");
+    // Run now: what wait prints is the run asked for, not the one before.
+    let (status, _) = serve.api.request("POST", "/connections/acme/sync", &auth);
+    assert_eq!(status, 202);
+    let (ok, stdout, stderr) = wait(&["--api-key", key], &[]);
+    assert!(ok, "{stderr}");
+    let run: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(run["trigger"], "api", "{run}");
+    assert_eq!(serve.api.get("/connections/acme", &auth).1["status"], "idle");
+    // What it cannot wait for is named, and the key is never echoed.
+    let (ok, _, stderr) = wait(&["--trigger", "webhook", "--timeout-secs", "1", "--api-key", key], &[]);
+    assert!(!ok && stderr.contains("timed out after 1 s") && stderr.contains("webhook"), "{stderr}");
+    let (ok, _, stderr) = wait(&["--api-key", "wrong"], &[]);
+    assert!(!ok && stderr.contains("refused the API key") && !stderr.contains("wrong"), "{stderr}");
+    let (ok, _, stderr) = sync_host_cli(&["wait", "nobody", "--api", &serve.api.base_url, "--api-key", key], &[]).unwrap();
+    assert!(!ok && stderr.contains("no connection `nobody`"), "{stderr}");
+    assert_no_secret("wait's output", &stderr, &[key]);
 }

@@ -225,6 +225,14 @@ async fn sync(
     }
     let view = blocking(move || {
         let connection = state.connection(&id)?;
+        // Without a scheduler in this process the request would be accepted
+        // and never run (docs/api.md).
+        if state.control.waker.is_none() {
+            return Err(conflict(
+                "not_scheduling",
+                format!("this server runs no syncs (started without --schedule); start `sync-host serve --schedule` to run `{id}`"),
+            ));
+        }
         if connection.paused {
             return Err(conflict("paused", format!("connection `{id}` is paused; resume it first")));
         }

@@ -323,6 +323,7 @@ async fn list(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let params = parse_params(&pairs)?;
+    let named = headers.contains_key("connection-id");
     let connection = match headers.get("connection-id") {
         None => DEFAULT_CONNECTION.to_owned(),
         Some(value) => value
@@ -337,10 +338,15 @@ async fn list(
         let mut store = state.db.records().map_err(internal)?;
         {
             if !store.connection_exists(&connection).map_err(internal)? {
-                return Err(ApiError::bad_request(
-                    "unknown_connection",
-                    format!("`Connection-Id` `{}` has never been synced", shorten(&connection)),
-                ));
+                let message = if named {
+                    format!("`Connection-Id` `{}` has never been synced", shorten(&connection))
+                } else {
+                    format!(
+                        "no `Connection-Id` header: send `Connection-Id: <connection id>` \
+                         (without it, the connection `{DEFAULT_CONNECTION}` of `sync-host run` is read, and it was never synced)"
+                    )
+                };
+                return Err(ApiError::bad_request("unknown_connection", message));
             }
             let scope = Scope { connection, model };
             let query = ListQuery {

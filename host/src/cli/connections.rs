@@ -74,7 +74,10 @@ pub struct AddArgs {
     #[arg(long)]
     realm_id: String,
     /// OAuth client id of your Intuit app.
-    #[arg(long, env = "QBO_CLIENT_ID", requires_all = ["client_secret", "refresh_token"], conflicts_with = "access_token")]
+    // No clap `requires`/`conflicts_with`: they count values from the
+    // environment as given and then name flags the user never typed; `add`
+    // checks the combination and names flag and variable both.
+    #[arg(long, env = "QBO_CLIENT_ID")]
     client_id: Option<String>,
     /// OAuth client secret (or env QBO_CLIENT_SECRET, or @file); never printed.
     #[arg(long, env = "QBO_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
@@ -124,21 +127,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
     super::refuse_credentials_in_url("--base-url", Some(&args.base_url))?;
     super::refuse_credentials_in_url("--token-url", Some(&args.token_url))?;
     super::refuse_credentials_in_url("--webhook-url", args.webhook_url.as_deref())?;
-    let credentials = match (args.client_id, args.client_secret, args.refresh_token, args.access_token) {
-        (Some(client_id), Some(client_secret), Some(refresh_token), _) => StoredCredentials::OAuth {
-            token_url: args.token_url,
-            client_id,
-            client_secret: client_secret.0,
-            refresh_token: refresh_token.0,
-            access_token: None,
-            access_expires_us: None,
-            access_issued_us: None,
-        },
-        (None, None, None, Some(token)) => StoredCredentials::AccessToken(token.0),
-        _ => anyhow::bail!(
-            "give either --client-id, --client-secret and --refresh-token (OAuth), or --access-token (quick tries)"
-        ),
-    };
+    let credentials = credentials(args.client_id, args.client_secret, args.refresh_token, args.access_token, args.token_url)?;
     let mut config: BTreeMap<String, String> = args.config.into_iter().collect();
     if config.get("realmId").is_some_and(|r| *r != args.realm_id) {
         anyhow::bail!("--config realmId={} contradicts --realm-id {}", config["realmId"], args.realm_id);
@@ -172,6 +161,52 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// OAuth when all three of its values are given (by flag or environment),
+/// whatever else is set; else the access token; else an error that names
+/// what is missing, by flag and by variable.
+fn credentials(
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    refresh_token: Option<Secret>,
+    access_token: Option<Secret>,
+    token_url: String,
+) -> anyhow::Result<StoredCredentials> {
+    match (client_id, client_secret, refresh_token, access_token) {
+        (Some(client_id), Some(client_secret), Some(refresh_token), access_token) => {
+            if access_token.is_some() {
+                eprintln!("note: using OAuth; the access token (--access-token or QBO_ACCESS_TOKEN) is not used");
+            }
+            Ok(StoredCredentials::OAuth {
+                token_url,
+                client_id,
+                client_secret: client_secret.0,
+                refresh_token: refresh_token.0,
+                access_token: None,
+                access_expires_us: None,
+                access_issued_us: None,
+            })
+        }
+        (_, _, _, Some(token)) => Ok(StoredCredentials::AccessToken(token.0)),
+        (client_id, client_secret, refresh_token, None) => {
+            let missing: Vec<&str> = [
+                (client_id.is_none(), "--client-id (or QBO_CLIENT_ID)"),
+                (client_secret.is_none(), "--client-secret (or QBO_CLIENT_SECRET)"),
+                (refresh_token.is_none(), "--refresh-token (or QBO_REFRESH_TOKEN)"),
+            ]
+            .into_iter()
+            .filter_map(|(absent, name)| absent.then_some(name))
+            .collect();
+            if missing.len() == 3 {
+                anyhow::bail!(
+                    "no credentials: give --client-id, --client-secret and --refresh-token (OAuth), \
+                     or --access-token (quick tries); each also from its environment variable"
+                );
+            }
+            anyhow::bail!("OAuth needs {} too (or --access-token instead, for quick tries)", missing.join(" and "))
+        }
+    }
+}
+
 fn list(db: &str) -> anyhow::Result<()> {
     let db = store::open(db, OpenMode::MustExist)?;
     for connection in db.connections()?.list()? {
@@ -202,8 +237,16 @@ fn remove(id: &str, db: &str, purge: bool) -> anyhow::Result<()> {
     let Some(_lease) = db.try_lock_run(id)? else {
         anyhow::bail!("connection `{id}` is running; remove it when the run ends");
     };
-    let removed = db.connections()?.remove(id, purge).context("cannot remove the connection")?;
-    anyhow::ensure!(removed, "no connection `{id}`");
-    eprintln!("removed connection `{id}`{}", if purge { " and its records" } else { "; its records stay" });
+    let removal = db.connections()?.remove(id, purge).context("cannot remove the connection")?;
+    let records = |n: u64| if n == 1 { "1 record".to_owned() } else { format!("{n} records") };
+    match (removal.connection, purge) {
+        (true, true) => eprintln!("removed connection `{id}` and all it stored ({})", records(removal.records)),
+        (true, false) => eprintln!("removed connection `{id}`; its records stay (`--purge` deletes them)"),
+        (false, true) if removal.purged => {
+            eprintln!("connection `{id}` was already removed; purged what it left ({})", records(removal.records))
+        }
+        (false, true) => anyhow::bail!("no connection `{id}`, and nothing stored under that id"),
+        (false, false) => anyhow::bail!("no connection `{id}` (`connections list` shows them)"),
+    }
     Ok(())
 }

@@ -69,6 +69,10 @@ pub struct FakeArgs {
     /// Lifetime of the access tokens the token endpoint issues, in seconds.
     #[arg(long, default_value_t = 3600)]
     access_token_secs: u64,
+    /// The first refresh token the token endpoint accepts (random if not
+    /// given); it rotates on first use, like Intuit's.
+    #[arg(long, requires = "client_id", value_parser = super::connections::parse_secret)]
+    refresh_token: Option<String>,
 }
 
 fn seeded(realm_id: &str, token: &str, customers: usize, archived_fraction: f64) -> FakeQbo {
@@ -99,7 +103,13 @@ pub fn fake_qbo(args: FakeArgs) -> anyhow::Result<()> {
         let base = format!("http://{}", listener.local_addr()?);
         println!("fake QuickBooks on {base} (realm {})", args.realm_id);
         if let (Some(client_id), Some(client_secret)) = (&args.client_id, &args.client_secret) {
-            let refresh_token = fake.enable_oauth(client_id, client_secret);
+            let refresh_token = match &args.refresh_token {
+                Some(given) => {
+                    fake.enable_oauth_with_refresh_token(client_id, client_secret, given);
+                    given.clone()
+                }
+                None => fake.enable_oauth(client_id, client_secret),
+            };
             fake.set_access_token_lifetime(std::time::Duration::from_secs(args.access_token_secs));
             println!("token endpoint {base}/oauth2/v1/tokens/bearer");
             println!("refresh token {refresh_token}");

@@ -1,10 +1,11 @@
 //! The command line (docs/cli.md): `run`, `serve`, `connections`, `demo`,
-//! `fake-qbo`, `inspect`, `describe`. Each command parses its flags and calls
+//! `fake-qbo`, `inspect`, `wait`, `describe`. Each command parses its flags and calls
 //! the library.
 
 mod connections;
 mod demo;
 mod progress;
+mod wait;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +73,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Wait until a connection on a running `serve` is settled (no run in
+    /// flight or due, one finished); print that run; exit 1 if it failed.
+    Wait(wait::WaitArgs),
     /// Print what a component declares (its `describe`), as JSON.
     Describe {
         /// The component (.wasm); defaults to the built guest.
@@ -189,7 +193,8 @@ impl LimitArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// The database `run` wrote: a SQLite file or a postgres:// URL.
+    /// The host's database (what `connections add` and `run` wrote): a
+    /// SQLite file or a postgres:// URL.
     #[arg(long)]
     db: String,
     /// Address to listen on.
@@ -307,6 +312,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(args),
         Command::FakeQbo(args) => demo::fake_qbo(args),
         Command::Inspect { component, json } => inspect(&component, json),
+        Command::Wait(args) => wait::wait(args),
         Command::Describe { component } => describe(component),
     };
     match result {
@@ -330,8 +336,13 @@ fn init_logging(verbose: bool) {
     // asks for: the HTTP client's shows request headers (`Authorization`),
     // the PostgreSQL driver's every statement's parameters (the tokens and
     // client secrets a connection stores).
+    // Held at info at most, and at error unless more was asked for: a
+    // directive sets a level, so "info" here would turn their info lines
+    // (PostgreSQL's notices among them) on for every command.
+    let asked = filter.max_level_hint().unwrap_or(tracing_subscriber::filter::LevelFilter::ERROR);
+    let most = asked.min(tracing_subscriber::filter::LevelFilter::INFO);
     for library in ["ureq", "ureq_proto", "tokio_postgres", "postgres_protocol", "deadpool_postgres"] {
-        filter = filter.add_directive(format!("{library}=info").parse().expect("a valid directive"));
+        filter = filter.add_directive(format!("{library}={most}").parse().expect("a valid directive"));
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

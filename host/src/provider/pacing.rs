@@ -31,6 +31,18 @@ impl Quota {
     }
 }
 
+/// The GCRA quota that keeps every window under `quota`; `None` for no limit.
+fn rate_limit(quota: Quota) -> Option<governor::Quota> {
+    NonZeroU32::new(quota.requests).filter(|_| !quota.window.is_zero()).map(|requests| {
+        let burst = (requests.get() / 10).max(1);
+        let steady = requests.get().saturating_sub(burst).max(1);
+        let period = quota.window / steady;
+        governor::Quota::with_period(period)
+            .expect("a positive period")
+            .allow_burst(NonZeroU32::new(burst).expect("burst >= 1"))
+    })
+}
+
 /// The pacing of one connection.
 pub struct Pacer {
     quota: Quota,
@@ -55,15 +67,7 @@ impl Drop for Permit<'_> {
 
 impl Pacer {
     pub fn new(quota: Quota) -> Self {
-        let rate = NonZeroU32::new(quota.requests).filter(|_| !quota.window.is_zero()).map(|requests| {
-            let burst = (requests.get() / 10).max(1);
-            let steady = requests.get().saturating_sub(burst).max(1);
-            let period = quota.window / steady;
-            let limit = governor::Quota::with_period(period)
-                .expect("a positive period")
-                .allow_burst(NonZeroU32::new(burst).expect("burst >= 1"));
-            RateLimiter::direct(limit)
-        });
+        let rate = rate_limit(quota).map(RateLimiter::direct);
         Pacer { quota, rate, in_flight: Mutex::new(0), freed: Condvar::new() }
     }
 
@@ -119,15 +123,35 @@ mod tests {
 
     #[test]
     fn no_window_holds_more_than_the_quota() {
-        // 120 a minute: a burst of 12 at once, then one every 60 s / 108.
-        let pacer = Pacer::new(Quota::per_minute(120, 0));
-        let rate = pacer.rate.as_ref().unwrap();
+        // 120 a minute: a burst of 12 at once, then one every 60 s / 108; on
+        // a clock the test moves, so the figures are exact.
+        use governor::clock::FakeRelativeClock;
+        let clock = FakeRelativeClock::default();
+        let rate = RateLimiter::direct_with_clock(rate_limit(Quota::per_minute(120, 0)).unwrap(), clock.clone());
         for n in 0..12 {
             assert!(rate.check().is_ok(), "request {n} of the burst");
         }
-        let not_until = rate.check().unwrap_err();
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_secs(60) / 108, "{wait:?}");
+        let period = Duration::from_secs(60) / 108;
+        assert_eq!(rate.check().unwrap_err().wait_time_from(clock.now()), period);
+        clock.advance(period - Duration::from_nanos(1));
+        assert!(rate.check().is_err(), "not a moment early");
+        clock.advance(Duration::from_nanos(1));
+        assert!(rate.check().is_ok());
+
+        // Three minutes of a client asking every 10 ms: no 60 s window
+        // (sliding by 10 ms) lets more than 120 through.
+        let mut sent = Vec::new();
+        for tick in 0..18_000u64 {
+            if rate.check().is_ok() {
+                sent.push(tick);
+            }
+            clock.advance(Duration::from_millis(10));
+        }
+        let most = sent.iter().map(|start| sent.iter().filter(|t| (*start..start + 6000).contains(t)).count()).max();
+        assert!(most.is_some_and(|most| most <= 120), "{most:?}");
+        // One every 60 s / 108 for 180 s is 324; asking only every 10 ms
+        // loses a little of each interval.
+        assert!((320..=324).contains(&sent.len()), "the steady rate is kept: {}", sent.len());
     }
 
     #[test]
@@ -140,9 +164,10 @@ mod tests {
         let pacer = Arc::new(Pacer::new(Quota::per_minute(0, 1)));
         let (permit, _) = pacer.acquire();
         let other = pacer.clone();
-        let waiter = std::thread::spawn(move || other.acquire().1);
+        let waiter = std::thread::spawn(move || drop(other.acquire()));
         std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "the second request waits while the first is in flight");
         drop(permit);
-        assert!(waiter.join().unwrap() >= Duration::from_millis(80));
+        waiter.join().unwrap();
     }
 }

@@ -149,9 +149,11 @@ pub trait ConnectionStore: Send {
     fn list(&mut self) -> Result<Vec<Connection>, StoreError>;
     /// Applies `update`; returns the connection after it, `None` if unknown.
     fn update(&mut self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError>;
-    /// Removes the connection and its credentials; with `purge`, its records,
-    /// checkpoints and run history too. Returns whether it existed.
-    fn remove(&mut self, id: &str, purge: bool) -> Result<bool, StoreError>;
+    /// Removes the connection and its credentials; with `purge`, everything
+    /// stored under its id too — records, checkpoints, run history, webhook
+    /// deliveries — also when the connection itself was removed before (a
+    /// plain remove keeps its records, a later purge must still reach them).
+    fn remove(&mut self, id: &str, purge: bool) -> Result<Removal, StoreError>;
     /// Connections due at `now_us`: not paused, not waiting for
     /// re-authorisation, and either next run at or before now, or notified
     /// by the provider at least `quiet_us` ago (a burst of notifications
@@ -176,4 +178,15 @@ pub trait ConnectionStore: Send {
     /// Forgets the connection's checkpoints (its next run starts over); with
     /// `empty`, deletes its records too.
     fn reset(&mut self, id: &str, empty: bool) -> Result<(), StoreError>;
+}
+
+/// What [`ConnectionStore::remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Removal {
+    /// The connection existed; it and its credentials are gone.
+    pub connection: bool,
+    /// With `purge`: how many records were deleted, of every model.
+    pub records: u64,
+    /// With `purge`: whether anything at all was stored under the id.
+    pub purged: bool,
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use connections::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, StoredCredentials, Tokens,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Removal, StoredCredentials, Tokens,
 };
 pub use history::{Outcome, RunHistory, RunRecord, Trigger};
 pub use webhooks::{Delivery, DeliveryStatus, WebhookStore};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, Database, LastAction, ListQuery, Outcome,
-    Position, RunRecord, Scope, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
+    Position, Removal, RunRecord, Scope, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
 };
 use crate::capabilities::records::validate_batch;
 
@@ -313,8 +313,8 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &dyn Database
         (true, None, ConnectionStatus::Failing, Some("why"), 3, Some(42))
     );
     assert!(connections.update("nobody", &ConnectionUpdate::default()).unwrap().is_none());
-    assert!(connections.remove("a", true).unwrap());
-    assert!(!connections.remove("a", true).unwrap());
+    assert!(connections.remove("a", true).unwrap().connection);
+    assert!(!connections.remove("a", true).unwrap().connection);
     assert!(connections.credentials("a").unwrap().is_none());
 }
 
@@ -402,30 +402,68 @@ pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &dyn Database)
     assert_eq!(statuses, vec![(second, "given_up", 3), (first, "delivered", 1)]);
 }
 
-pub fn removing_a_connection_gives_up_its_pending_webhooks_and_purges_only_what_was_its(db: &dyn Database) {
-    let scope = scope("gone");
-    save(db, &scope, &[r#"{"id":"1"}"#]);
-    let mut webhooks = db.webhooks().unwrap();
-    let delivered = webhooks.enqueue("gone", None, "https://app.example/hooks", "{}").unwrap();
-    webhooks.delivered(delivered, 1, 5).unwrap();
-    let pending = webhooks.enqueue("gone", None, "https://app.example/hooks", "{}").unwrap();
+pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_all_it_stored(db: &dyn Database) {
+    let invoices = |connection: &str| Scope { connection: connection.into(), model: "Invoice".into() };
+    let mut deliveries = BTreeMap::new();
+    for (id, realm) in [("gone", "1"), ("kept", "2")] {
+        db.connections().unwrap().insert(&connection(id, realm), &oauth(), &Default::default()).unwrap();
+        save(db, &scope(id), &[r#"{"id":"1"}"#, r#"{"id":"2"}"#]);
+        save(db, &invoices(id), &[r#"{"id":"9"}"#]);
+        db.checkpoints().unwrap().save(id, "customers", "{}").unwrap();
+        db.runs().unwrap().start(&RunRecord {
+            id: format!("{id}-run"),
+            connection: id.into(),
+            trigger: Trigger::Schedule,
+            started_us: 10,
+            ended_us: None,
+            outcome: None,
+            summary: None,
+            error: None,
+            worker: None,
+        })
+        .unwrap();
+        let mut webhooks = db.webhooks().unwrap();
+        let delivered = webhooks.enqueue(id, None, "https://app.example/hooks", "{}").unwrap();
+        webhooks.delivered(delivered, 1, 5).unwrap();
+        let pending = webhooks.enqueue(id, None, "https://app.example/hooks", "{}").unwrap();
+        deliveries.insert(id, (delivered, pending));
+    }
+    let stored = |id: &str| {
+        let (runs, _) = db.runs().unwrap().list(id, None, 10).unwrap();
+        let (webhooks, _) = db.webhooks().unwrap().list(id, None, 10).unwrap();
+        (
+            all(db, &scope(id)).len() + all(db, &invoices(id)).len(),
+            db.checkpoints().unwrap().get(id, "customers").unwrap().is_some(),
+            runs.len(),
+            webhooks.len(),
+        )
+    };
+    assert_eq!(stored("gone"), (3, true, 1, 2));
 
-    // Records without a stored connection (an ad hoc `run`): a purge of an
-    // id that is not a connection deletes nothing.
+    // A plain remove keeps the records and gives up what was not delivered.
     let mut connections = db.connections().unwrap();
-    assert!(!connections.remove("gone", true).unwrap());
-    assert_eq!(all(db, &scope).len(), 1);
-
-    connections.insert(&connection("gone", "1"), &oauth(), &Default::default()).unwrap();
-    assert!(connections.remove("gone", false).unwrap());
-    let (listed, _) = webhooks.list("gone", None, 10).unwrap();
+    assert_eq!(connections.remove("gone", false).unwrap(), Removal { connection: true, records: 0, purged: false });
+    let (listed, _) = db.webhooks().unwrap().list("gone", None, 10).unwrap();
     let statuses: Vec<(i64, &str, Option<&str>)> = listed.iter().map(|d| (d.id, d.status.as_str(), d.last_error.as_deref())).collect();
+    let (delivered, pending) = deliveries["gone"];
     assert_eq!(
         statuses,
         vec![(pending, "given_up", Some("the connection was removed")), (delivered, "delivered", None)],
         "its secret is gone: nothing more is sent in its name"
     );
-    assert_eq!(all(db, &scope).len(), 1, "kept without --purge");
+    assert_eq!(stored("gone"), (3, true, 1, 2), "kept without --purge");
+
+    // A purge after that still reaches what it left, and only that.
+    assert_eq!(connections.remove("gone", true).unwrap(), Removal { connection: false, records: 3, purged: true });
+    assert_eq!(stored("gone"), (0, false, 0, 0));
+    assert!(!db.records().unwrap().connection_exists("gone").unwrap());
+    assert_eq!(stored("kept"), (3, true, 1, 2), "another connection's records, checkpoint, runs, webhooks stay");
+    assert!(connections.get("kept").unwrap().is_some() && connections.credentials("kept").unwrap().is_some());
+    assert_eq!(connections.remove("gone", true).unwrap(), Removal::default(), "nothing left to purge");
+
+    // A connection and all it stored, in one step.
+    assert_eq!(connections.remove("kept", true).unwrap(), Removal { connection: true, records: 3, purged: true });
+    assert_eq!(stored("kept"), (0, false, 0, 0));
 }
 
 /// Generates a `#[test]` per case for a backend; `$open` makes a fresh,
@@ -450,7 +488,7 @@ macro_rules! store_suite {
             due_connections_follow_the_schedule_pauses_and_notifications,
             run_history_pages_newest_first_and_closes_abandoned_runs,
             webhook_deliveries_are_claimed_by_one_worker_at_a_time,
-            removing_a_connection_gives_up_its_pending_webhooks_and_purges_only_what_was_its,
+            removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_all_it_stored,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {

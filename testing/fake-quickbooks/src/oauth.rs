@@ -83,6 +83,14 @@ impl FakeQbo {
         token
     }
 
+    /// As [`FakeQbo::enable_oauth`], with a first refresh token the caller
+    /// names (a README can then show it); it rotates on use like any other.
+    pub fn enable_oauth_with_refresh_token(&self, client_id: &str, client_secret: &str, refresh_token: &str) {
+        let mut oauth = OAuth::new(client_id, client_secret);
+        oauth.refresh_token = Some(refresh_token.to_owned());
+        *lock(&self.inner.oauth) = Some(oauth);
+    }
+
     /// How long access tokens last from now on (an hour by default).
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {
         if let Some(oauth) = lock(&self.inner.oauth).as_mut() {

@@ -8,7 +8,7 @@ use super::{wait, Shared};
 use crate::time::now_us;
 use crate::store::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Delivery, DeliveryStatus,
-    Outcome, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
+    Outcome, Removal, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
 };
 
 pub struct PgConnections {
@@ -164,12 +164,13 @@ impl ConnectionStore for PgConnections {
         row.as_ref().map(connection_from).transpose()
     }
 
-    fn remove(&mut self, id: &str, purge: bool) -> Result<bool, StoreError> {
+    fn remove(&mut self, id: &str, purge: bool) -> Result<Removal, StoreError> {
         let mut client = self.connection.lock();
         wait(async {
             let tx = client.transaction().await?;
             tx.execute("DELETE FROM credentials WHERE connection = $1", &[&id]).await?;
-            let removed = tx.execute("DELETE FROM connections WHERE id = $1", &[&id]).await? > 0;
+            let connection = tx.execute("DELETE FROM connections WHERE id = $1", &[&id]).await? > 0;
+            let mut removal = Removal { connection, ..Default::default() };
             // Its secret is gone with it: what it had not yet delivered cannot be signed.
             tx.execute(
                 "UPDATE webhook_deliveries SET status = 'given_up', last_error = 'the connection was removed'
@@ -177,15 +178,18 @@ impl ConnectionStore for PgConnections {
                 &[&id],
             )
             .await?;
-            // Purge only what was a connection: a mistyped id deletes nothing.
-            if purge && removed {
-                tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = $1)", &[&id]).await?;
+            if purge {
+                removal.records = tx
+                    .execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = $1)", &[&id])
+                    .await?;
+                let mut rows = removal.records;
                 for table in ["scopes", "checkpoints", "runs", "webhook_deliveries"] {
-                    tx.execute(&format!("DELETE FROM {table} WHERE connection = $1"), &[&id]).await?;
+                    rows += tx.execute(&format!("DELETE FROM {table} WHERE connection = $1"), &[&id]).await?;
                 }
+                removal.purged = rows > 0;
             }
             tx.commit().await?;
-            Ok(removed)
+            Ok(removal)
         })
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{now_us, Shared};
 use crate::store::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Outcome, RunHistory,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Outcome, Removal, RunHistory,
     RunRecord, StoreError, StoredCredentials, Tokens, Trigger,
 };
 
@@ -177,27 +177,28 @@ impl ConnectionStore for SqliteConnections {
         self.get(id)
     }
 
-    fn remove(&mut self, id: &str, purge: bool) -> Result<bool, StoreError> {
+    fn remove(&mut self, id: &str, purge: bool) -> Result<Removal, StoreError> {
         let mut db = self.connection.lock();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM credentials WHERE connection = ?1", [id])?;
-        let removed = tx.execute("DELETE FROM connections WHERE id = ?1", [id])? > 0;
+        let mut removal = Removal { connection: tx.execute("DELETE FROM connections WHERE id = ?1", [id])? > 0, ..Default::default() };
         // Its secret is gone with it: what it had not yet delivered cannot be signed.
         tx.execute(
             "UPDATE webhook_deliveries SET status = 'given_up', last_error = 'the connection was removed'
              WHERE connection = ?1 AND status = 'pending'",
             [id],
         )?;
-        // Purge only what was a connection: a mistyped id deletes nothing.
-        if purge && removed {
-            tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = ?1)", [id])?;
-            tx.execute("DELETE FROM scopes WHERE connection = ?1", [id])?;
-            tx.execute("DELETE FROM checkpoints WHERE connection = ?1", [id])?;
-            tx.execute("DELETE FROM runs WHERE connection = ?1", [id])?;
-            tx.execute("DELETE FROM webhook_deliveries WHERE connection = ?1", [id])?;
+        if purge {
+            removal.records =
+                tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = ?1)", [id])? as u64;
+            let mut rows = removal.records;
+            for table in ["scopes", "checkpoints", "runs", "webhook_deliveries"] {
+                rows += tx.execute(&format!("DELETE FROM {table} WHERE connection = ?1"), [id])? as u64;
+            }
+            removal.purged = rows > 0;
         }
         tx.commit()?;
-        Ok(removed)
+        Ok(removal)
     }
 
     fn due(&mut self, now_us: i64, quiet_us: i64) -> Result<Vec<Connection>, StoreError> {

@@ -128,7 +128,7 @@ impl SqliteDatabase {
     pub fn open(path: &Path, mode: OpenMode) -> Result<Self, StoreError> {
         if mode == OpenMode::MustExist && !path.exists() {
             return Err(StoreError::Backend(format!(
-                "{} does not exist; `sync-host run --db {}` creates it",
+                "{} does not exist; `sync-host connections add <id> --db {} …` creates it with a connection",
                 path.display(),
                 path.display()
             )));
@@ -268,6 +268,8 @@ mod tests {
     fn a_missing_file_is_refused_when_it_must_exist() {
         let dir = tempfile::tempdir().unwrap();
         let error = SqliteDatabase::open(&dir.path().join("typo.sqlite"), OpenMode::MustExist).err().unwrap();
-        assert!(error.to_string().contains("does not exist"), "{error}");
+        let error = error.to_string();
+        assert!(error.contains("typo.sqlite does not exist"), "{error}");
+        assert!(error.contains("`sync-host connections add <id> --db "), "points to what creates one: {error}");
     }
 }
