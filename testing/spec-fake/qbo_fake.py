@@ -15,11 +15,13 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, ROUND_HALF_UP
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
+
+from customer_model import map_customer
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 CDC_WINDOW = 30 * 86400
@@ -119,6 +121,7 @@ class Row:
     updated: int        # epoch seconds
     seq: int            # internal table order (an update moves the row to the end)
     sync_token: int = 0
+    balance_with_jobs: Optional[str] = None   # decimal text; None: the same as `balance` (no sub-jobs)
 
 
 @dataclass
@@ -183,6 +186,7 @@ class Company:
                         r.body[k] = v
             if balance is not None:
                 r.balance = str(balance)
+                r.balance_with_jobs = None
             if active is not None:
                 r.active = active
             r.updated = self.now_s() if at is None else at
@@ -206,7 +210,7 @@ class Company:
             if k in body:
                 d[k] = body[k]
         d["Balance"] = _DEC_MARK + r.balance
-        d["BalanceWithJobs"] = _DEC_MARK + r.balance
+        d["BalanceWithJobs"] = _DEC_MARK + (r.balance if r.balance_with_jobs is None else r.balance_with_jobs)
         for k, v in body.items():
             if k not in d:
                 d[k] = v
@@ -232,43 +236,16 @@ def dumps(obj: Any) -> str:
 
 
 # ----------------------------------------------------------------------------
-# The Customer model's mapping (docs/quickbooks.md) (the runner's truth)
+# The Customer model's mapping (the runner's truth): customer_model.py, this
+# directory's own reading of docs/quickbooks.md and the seed's field list.
 # ----------------------------------------------------------------------------
 
-def _cents(text: str) -> int:
-    return int((Decimal(text) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def _addr(a: Optional[dict]) -> Optional[dict]:
-    if a is None:
-        return None
-    return {"city": a.get("City"), "line1": a.get("Line1"), "postal_code": a.get("PostalCode"),
-            "country": a.get("Country"), "id": a.get("Id", "")}
-
-
-def _utc(text: str) -> str:
-    return datetime.fromtimestamp(parse_ts(text), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        "%03d" % int(round((parse_ts(text) % 1) * 1000)) + "Z"
-
-
 def expected_mapping(c: dict) -> dict:
+    """A rendered customer (Balance as the fake's exact decimal text) as a Customer record."""
     bal = c.get("Balance")
     if isinstance(bal, str) and bal.startswith(_DEC_MARK):
-        bal = bal[len(_DEC_MARK):]
-    return {
-        "id": c["Id"],
-        "given_name": c.get("GivenName"),
-        "display_name": c.get("DisplayName"),
-        "active": c.get("Active", True),
-        "balance_cents": 0 if bal is None else _cents(str(bal)),
-        "taxable": c.get("Taxable", False),
-        "primary_email": (c.get("PrimaryEmailAddr") or {}).get("Address"),
-        "primary_phone": (c.get("PrimaryPhone") or {}).get("FreeFormNumber"),
-        "bill_address": _addr(c.get("BillAddr")),
-        "ship_address": _addr(c.get("ShipAddr")),
-        "created_at": _utc(c["MetaData"]["CreateTime"]),
-        "updated_at": _utc(c["MetaData"]["LastUpdatedTime"]),
-    }
+        c = dict(c, Balance=Decimal(bal[len(_DEC_MARK):]))
+    return map_customer(c)
 
 
 # ----------------------------------------------------------------------------
@@ -596,7 +573,8 @@ class RequestRecord:
     status: int = 0
     ids: list = field(default_factory=list)
     note: str = ""
-    at: float = 0.0
+    at: float = 0.0              # wall clock (time.time()) when the request arrived
+    mono: float = 0.0            # time.monotonic() when it arrived: for measuring waits
 
 
 @dataclass
@@ -618,6 +596,9 @@ class FakeQBO:
         self.company = Company(realm, self.clock)
         self.log: list[RequestRecord] = []
         self.counter = 0
+        # every `time` this fake has answered (QuickBooks' clock), across runs:
+        # CDC's changedSince must be one of them (docs/sync.md, Deletions)
+        self.served_times: set[str] = set()
         # hooks: called with (fake, record) under the company lock before answering;
         # may return a Response to answer instead.
         self.hooks: list[Callable[["FakeQBO", RequestRecord], Optional[Response]]] = []
@@ -702,6 +683,8 @@ class FakeQBO:
         return Response(429, xml.encode(), "application/xml")
 
     def _ok(self, payload: dict, want_json: bool) -> Response:
+        if payload.get("time"):
+            self.served_times.add(payload["time"])
         if want_json:
             return Response(200, dumps(payload).encode(), "application/json;charset=UTF-8")
         inner = "".join(to_xml(k, v) for k, v in payload.items() if k != "time")
@@ -721,7 +704,7 @@ class FakeQBO:
             rec = RequestRecord(self.counter, method, url.path, url.query,
                                 {k: v for k, v in params.items()},
                                 {k.lower(): v for k, v in h.headers.items() if k.lower() != "authorization"},
-                                "other", at=time.time())
+                                "other", at=time.time(), mono=time.monotonic())
             self.log.append(rec)
             try:
                 resp = self._answer(h, method, url.path, params, rec)
@@ -743,6 +726,13 @@ class FakeQBO:
     def _answer(self, h, method, path, params, rec: RequestRecord) -> Response:
         accept = h.headers.get("Accept", "")
         want_json = "application/json" in accept.lower()
+        # What the request is, recorded before anything answers it (a throttle, a hook), so that
+        # the log tells which request a 429 or an injected failure hit and which one retried it.
+        what = re.fullmatch(r"/v3/company/[^/]+/(query|cdc)", path)
+        if what:
+            rec.kind = what.group(1)
+            if rec.kind == "query":
+                rec.query_text = (params.get("query") or [None])[0]
         if not want_json:
             rec.note += f" Accept={accept!r} (answered XML);"
         # throttling window

@@ -72,7 +72,15 @@ pub struct FakeArgs {
     /// The first refresh token the token endpoint accepts (random if not
     /// given); it rotates on first use, like Intuit's.
     #[arg(long, requires = "client_id", value_parser = super::connections::parse_secret)]
-    refresh_token: Option<String>,
+    refresh_token: Option<super::connections::Secret>,
+}
+
+impl FakeArgs {
+    /// The first refresh token asked for, if any.
+    #[cfg(test)]
+    pub(super) fn refresh_token_given(&self) -> Option<&str> {
+        self.refresh_token.as_ref().map(|t| t.0.as_str())
+    }
 }
 
 fn seeded(realm_id: &str, token: &str, customers: usize, archived_fraction: f64) -> FakeQbo {
@@ -105,8 +113,8 @@ pub fn fake_qbo(args: FakeArgs) -> anyhow::Result<()> {
         if let (Some(client_id), Some(client_secret)) = (&args.client_id, &args.client_secret) {
             let refresh_token = match &args.refresh_token {
                 Some(given) => {
-                    fake.enable_oauth_with_refresh_token(client_id, client_secret, given);
-                    given.clone()
+                    fake.enable_oauth_with_refresh_token(client_id, client_secret, &given.0);
+                    given.0.clone()
                 }
                 None => fake.enable_oauth(client_id, client_secret),
             };

@@ -571,3 +571,31 @@ fn describe(component: Option<PathBuf>) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(runtime.metadata())?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_flag_is_defined_consistently() {
+        Cli::command().debug_assert();
+    }
+
+    /// clap checks a flag's parser against its field only when the value is
+    /// read: parse the commands whose flags have parsers of their own.
+    #[test]
+    fn flags_with_their_own_parsers_parse_into_their_fields() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command;
+        let Command::FakeQbo(fake) = parse(&["sync-host", "fake-qbo", "--client-id", "c", "--client-secret", "s", "--refresh-token", "t"])
+        else {
+            panic!("fake-qbo")
+        };
+        assert_eq!(fake.refresh_token_given(), Some("t"));
+        let Command::Wait(_) = parse(&["sync-host", "wait", "acme", "--trigger", "webhook", "--timeout-secs", "5"]) else {
+            panic!("wait")
+        };
+        assert!(Cli::try_parse_from(["sync-host", "wait", "a b"]).is_err(), "a connection id is checked");
+        assert!(Cli::try_parse_from(["sync-host", "wait", "acme", "--trigger", "often"]).is_err());
+    }
+}
