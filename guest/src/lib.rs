@@ -14,6 +14,8 @@ pub mod platform;
 pub mod qbo;
 pub mod reconcile;
 pub mod sync;
+#[cfg(test)]
+mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

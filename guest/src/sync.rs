@@ -382,3 +382,6 @@ impl<P: Platform> Run<'_, P> {
         Ok(changes.changes)
     }
 }
+
+#[cfg(test)]
+mod tests;
