@@ -11,6 +11,8 @@
 //! - `runtime`: wasmtime, linking the capabilities into a component and
 //!   running it under limits;
 //! - `runs`: one run of a connection, as every caller starts it;
+//! - `schedule`: when a connection runs (due, next run, backoff), as plain
+//!   functions every layer asks;
 //! - `service`: running unattended: the scheduler, webhooks out;
 //! - `metrics`: Prometheus counters of the process;
 //! - `time`: instants and intervals as every layer keeps and shows them;
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod provider;
 pub mod runs;
 pub mod runtime;
+pub mod schedule;
 pub mod service;
 pub mod store;
 pub mod time;

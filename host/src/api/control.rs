@@ -10,9 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 use super::{internal, shorten, ApiError, ApiState};
+use crate::schedule;
 use crate::time::format_us;
 use crate::time::every::{format_every, parse_every};
 use crate::runtime::SummaryLine;
@@ -94,7 +94,7 @@ impl ApiState {
     fn view(&self, connection: Connection) -> Result<ConnectionView, ApiError> {
         let (mut last, _) = self.db.runs().and_then(|mut r| r.list(&connection.id, None, 5)).map_err(store)?;
         last.retain(|run| run.outcome.is_some());
-        let every = connection.every.or(self.control.component_interval).unwrap_or(Duration::from_secs(3600));
+        let every = schedule::interval_in_force(connection.every, self.control.component_interval);
         let status = if connection.paused { "paused" } else { connection.status.as_str() };
         Ok(ConnectionView {
             realm_id: connection.config.get("realmId").cloned(),
@@ -194,14 +194,13 @@ async fn patch(
     let view = blocking(move || {
         let connection = state.connection(&id)?;
         let (runs, _) = state.db.runs().and_then(|mut r| r.list(&id, None, 1)).map_err(store)?;
-        let interval = every.or(state.control.component_interval).unwrap_or(Duration::from_secs(3600));
-        // The new interval counts from the last run's start (or now).
-        let from = runs.first().map(|r| r.started_us).unwrap_or_else(crate::time::now_us);
-        let next = if connection.status == ConnectionStatus::Failing {
-            connection.next_run_at_us
-        } else {
-            Some(from.saturating_add(interval.as_micros() as i64))
-        };
+        let next = schedule::next_after_interval_change(
+            runs.first().map(|r| r.started_us),
+            crate::time::now_us(),
+            schedule::interval_in_force(every, state.control.component_interval),
+            connection.next_run_at_us,
+            connection.status == ConnectionStatus::Failing,
+        );
         let view = state.update(&id, &ConnectionUpdate { every: Some(every), next_run_at_us: Some(next), ..Default::default() })?;
         state.wake();
         Ok(view)

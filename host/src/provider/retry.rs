@@ -7,6 +7,7 @@
 //! a count.
 
 use std::time::Duration;
+use crate::schedule::doubling;
 
 /// How retries wait. Configurable per host so tests stay fast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +49,11 @@ impl RetryPolicy {
     /// 429s without `Retry-After` so far (this one included); `jitter` is in
     /// 0.5..=1.0 and spreads out backoffs of many connections.
     pub fn wait(&self, last: Retryable, attempt: u32, throttled_in_a_row: u32, advice: Duration, jitter: f64) -> Duration {
-        let backoff = || self.base.saturating_mul(1 << (attempt.max(1) - 1).min(16)).mul_f64(jitter);
+        let backoff = || doubling(self.base, attempt, Duration::MAX).mul_f64(jitter);
         let wait = match last {
             Retryable::Throttled { retry_after: Some(after) } | Retryable::ServerError { retry_after: Some(after) } => after,
             Retryable::Throttled { retry_after: None } if !advice.is_zero() => {
-                advice.saturating_mul(1 << (throttled_in_a_row.max(1) - 1).min(16))
+                doubling(advice, throttled_in_a_row, Duration::MAX)
             }
             _ => backoff(),
         };

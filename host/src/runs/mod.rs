@@ -17,9 +17,11 @@ use crate::capabilities::records::{Progress, RecordLimits, RecordsCtx, Tally};
 use crate::capabilities::StopSignal;
 use crate::provider::{Credentials, OAuthCredentials, Pacers, ProviderClient, Quota, RetryPolicy, StaticToken};
 use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRuntime};
+use crate::schedule;
 use crate::time::now_us;
 use crate::store::{
-    Connection, ConnectionStatus, ConnectionUpdate, Database, Outcome, RunRecord, StoreError, StoredCredentials, Trigger,
+    Connection, ConnectionStatus, ConnectionUpdate, Database, Outcome, RunEnd, RunRecord, StoreError, StoredCredentials,
+    Trigger,
 };
 
 /// Every limit of a run.
@@ -94,9 +96,6 @@ impl Default for RunDefaults {
     }
 }
 
-/// The longest a failing connection waits between tries.
-const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(3600);
-
 /// Runs a component for connections stored in one database.
 pub struct Runner {
     runtime: Arc<SyncRuntime>,
@@ -130,7 +129,7 @@ impl Runner {
     /// How often `connection` runs: its own interval, else the component's
     /// declared frequency, else hourly.
     pub fn interval(&self, connection: &Connection) -> Duration {
-        connection.every.or_else(|| self.runtime.metadata().interval()).unwrap_or(Duration::from_secs(3600))
+        schedule::interval_in_force(connection.every, self.runtime.metadata().interval())
     }
 
     /// The run of a stored connection: its provider, configuration and credentials.
@@ -167,7 +166,7 @@ impl Runner {
     /// Like [`Runner::run_connection`], for the scheduler: once the run lock
     /// is taken, runs only if the connection is still due at `now` (another
     /// worker may have run it since the scheduler read it as due), else
-    /// refuses with [`RunFailure::Busy`].
+    /// refuses with [`RunFailure::NotDue`].
     pub fn run_if_due(
         &self,
         id: &str,
@@ -198,29 +197,21 @@ impl Runner {
             .map_err(store_failure)?
             .ok_or_else(|| RunFailure::Host(anyhow::anyhow!("no connection `{id}` in {}", self.db.describe())))?;
         if let Some(quiet) = only_if_due {
-            let now = now_us();
-            let scheduled = connection.next_run_at_us.unwrap_or(0) <= now;
-            let notified = connection.status != ConnectionStatus::Failing
-                && connection.notified_at_us.is_some_and(|at| at <= now - quiet.as_micros() as i64);
-            if connection.paused || connection.status == ConnectionStatus::NeedsReauth || !(scheduled || notified) {
-                return Err(RunFailure::Busy(id.to_owned()));
+            if schedule::due(&connection.timing(), now_us(), quiet).is_none() {
+                return Err(RunFailure::NotDue(id.to_owned()));
             }
         }
-        let (recent, _) = self.db.runs().and_then(|mut r| r.list(id, None, 20)).map_err(store_failure)?;
+        let (newest, _) = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?;
         let trigger = if only_if_due.is_some() && trigger == Trigger::Schedule && connection.next_run_at_us.is_none() {
             // No time set: never run since it was added (a connection removed
             // and added again keeps its history), or asked for by `POST
             // /sync` (which clears the time so the scheduler takes it at once).
-            let never_ran = recent.first().is_none_or(|run| run.started_us < connection.created_us);
+            let never_ran = newest.first().is_none_or(|run| run.started_us < connection.created_us);
             if never_ran { Trigger::Schedule } else { Trigger::Api }
         } else {
             trigger
         };
         let spec = self.spec_for(&connection, defaults)?;
-        // The lock was free: a run of this connection without an end died,
-        // and what it stored was never told; this run's webhook covers it.
-        let abandoned_since = recent.iter().filter(|r| r.outcome.is_none()).map(|r| r.started_us).min();
-        self.db.runs().and_then(|mut r| r.close_abandoned(id, now_us())).map_err(store_failure)?;
         let run = RunRecord {
             id: new_run_id(),
             connection: id.to_owned(),
@@ -232,11 +223,9 @@ impl Runner {
             error: None,
             worker: Some(worker()),
         };
-        self.db.runs().and_then(|mut r| r.start(&run)).map_err(store_failure)?;
-        let running = ConnectionUpdate { status: Some(ConnectionStatus::Running), ..Default::default() };
-        self.db.connections().and_then(|mut c| c.update(id, &running)).map_err(store_failure)?;
-        // This run reads everything the provider's notifications so far announced.
-        self.db.connections().and_then(|mut c| c.clear_notification(id, run.started_us)).map_err(store_failure)?;
+        // The lock was free: a run of this connection without an end died,
+        // and what it stored was never told; this run's webhook covers it.
+        let abandoned_since = self.db.runs().and_then(|mut r| r.begin(&run)).map_err(store_failure)?;
 
         let tally = Tally::default();
         let result = self.execute(&spec, &run.id, progress, tally.clone());
@@ -263,7 +252,7 @@ impl Runner {
         let Some(url) = connection.webhook_url.clone().or_else(|| self.default_webhook_url.clone()) else { return };
         let (success, error) = match result {
             Ok(_) => (true, None),
-            Err(RunFailure::Busy(_)) => return,
+            Err(RunFailure::Busy(_) | RunFailure::NotDue(_)) => return,
             Err(failure) => (false, Some(failure.to_string())),
         };
         // A run stopped for a shutdown is no failure (the next run resumes
@@ -311,7 +300,7 @@ impl Runner {
                 status: Some(ConnectionStatus::Idle),
                 status_message: Some(None),
                 failures: Some(0),
-                next_run_at_us: Some(Some(run.started_us.saturating_add(interval.as_micros() as i64))),
+                next_run_at_us: Some(Some(schedule::next_after_success(run.started_us, interval))),
                 ..Default::default()
             },
             // Shutting down is no failure: resume as soon as the host is back.
@@ -326,26 +315,25 @@ impl Runner {
                     ConnectionUpdate::default()
                 } else {
                     let failures = connection.failures + 1;
-                    let backoff = defaults
-                        .failure_backoff
-                        .saturating_mul(1 << (failures - 1).min(16))
-                        .min(MAX_FAILURE_BACKOFF);
                     ConnectionUpdate {
                         status: Some(ConnectionStatus::Failing),
                         status_message: Some(Some(failure.to_string())),
                         failures: Some(failures),
-                        next_run_at_us: Some(Some(ended + backoff.as_micros() as i64)),
+                        next_run_at_us: Some(Some(schedule::next_after_failure(ended, failures, defaults.failure_backoff))),
                         ..Default::default()
                     }
                 }
             }
         };
-        let written = self
-            .db
-            .runs()
-            .and_then(|mut r| r.finish(&run.id, ended, outcome, summary.as_deref(), error.as_deref()))
-            .and_then(|_| self.db.connections())
-            .and_then(|mut c| c.update(&connection.id, &update));
+        let end = RunEnd {
+            id: &run.id,
+            connection: &connection.id,
+            ended_us: ended,
+            outcome,
+            summary: summary.as_deref(),
+            error: error.as_deref(),
+        };
+        let written = self.db.runs().and_then(|mut r| r.end(&end, &update));
         if let Err(e) = written {
             tracing::error!(target: "runs", connection = %connection.id, run = %run.id, "cannot record the run's end: {e}");
         }
@@ -369,7 +357,7 @@ impl Runner {
         self.execute(spec, &new_run_id(), progress, Tally::default())
     }
 
-    /// The run itself, the run lock held; counts it in the metrics.
+    /// The run itself, the run lock held, counted in the metrics.
     fn execute(
         &self,
         spec: &ConnectionSpec,
@@ -378,7 +366,7 @@ impl Runner {
         tally: Tally,
     ) -> Result<RunReport, RunFailure> {
         let started = std::time::Instant::now();
-        let result = self.execute_counted(spec, run_id, progress, tally.clone());
+        let result = self.run_component(spec, run_id, progress, tally.clone());
         let changed = tally.lock().unwrap_or_else(|p| p.into_inner()).values().fold(Default::default(), |mut all, o| {
             all += *o;
             all
@@ -392,7 +380,8 @@ impl Runner {
         result
     }
 
-    fn execute_counted(
+    /// The component's run with its capabilities; [`Runner::execute`] counts it.
+    fn run_component(
         &self,
         spec: &ConnectionSpec,
         run_id: &str,

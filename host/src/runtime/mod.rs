@@ -119,6 +119,10 @@ pub enum RunFailure {
     /// Another run holds the connection.
     #[error("another run holds connection `{0}`; try again when it ends")]
     Busy(String),
+    /// Asked to run only if due, the connection was not (any more): another
+    /// worker ran it, or it was paused, since it was found due.
+    #[error("connection `{0}` is not due")]
+    NotDue(String),
     /// The host could not set the run up.
     #[error(transparent)]
     Host(#[from] anyhow::Error),

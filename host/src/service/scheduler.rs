@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::runs::{RunDefaults, Runner};
 use crate::runtime::RunFailure;
+use crate::schedule::{self, Due};
 use crate::time::now_us;
 use crate::store::Trigger;
 
@@ -66,7 +67,7 @@ impl Scheduler {
             let free = self.workers.saturating_sub(tasks.len());
             if free > 0 {
                 let runner = self.runner.clone();
-                let quiet = self.quiet.as_micros() as i64;
+                let quiet = self.quiet;
                 let due = tokio::task::spawn_blocking(move || {
                     let now = now_us();
                     runner.database().connections().and_then(|mut c| c.due(now, quiet)).map(|due| (now, due))
@@ -81,11 +82,10 @@ impl Scheduler {
                             if !self.running().insert(connection.id.clone()) {
                                 continue;
                             }
-                            // Due only because the provider said something changed.
-                            let trigger = if connection.next_run_at_us.is_some_and(|next| next > now) {
-                                Trigger::Webhook
-                            } else {
-                                Trigger::Schedule
+                            let trigger = match schedule::due(&connection.timing(), now, self.quiet) {
+                                // Due only because the provider said something changed.
+                                Some(Due::Notified) => Trigger::Webhook,
+                                _ => Trigger::Schedule,
                             };
                             let scheduler = self.clone();
                             tasks.spawn_blocking(move || scheduler.run_one(&connection.id, trigger));
@@ -119,8 +119,9 @@ impl Scheduler {
                 "run succeeded: {}",
                 report.to_json()
             ),
-            // Another process runs it (or just did): nothing to record, it is not ours.
+            // Another process runs it, or just did: nothing to record, it is not ours.
             Err(RunFailure::Busy(_)) => tracing::debug!(target: "scheduler", connection = id, "run by another worker"),
+            Err(RunFailure::NotDue(_)) => tracing::debug!(target: "scheduler", connection = id, "no longer due"),
             Err(failure) => tracing::warn!(target: "scheduler", connection = id, "run failed: {failure}"),
         }
         self.running().remove(id);

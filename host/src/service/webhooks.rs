@@ -126,7 +126,7 @@ impl Deliverer {
                 store.delivered(delivery.id, attempts, now_us())
             }
             Attempt::Retry(error) if attempts < self.policy.max_attempts => {
-                let wait = self.policy.base.saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+                let wait = crate::schedule::doubling(self.policy.base, attempts, MAX_BACKOFF);
                 crate::metrics::webhook_delivery("retried");
                 tracing::warn!(target: "webhooks", connection = %delivery.connection, delivery = delivery.id, attempts, "{error}; trying again in {wait:?}");
                 store.failed(delivery.id, attempts, &error, Some(now_us() + wait.as_micros() as i64))

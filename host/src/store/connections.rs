@@ -65,6 +65,19 @@ pub struct Connection {
     pub updated_us: i64,
 }
 
+impl Connection {
+    /// What decides when it runs ([`crate::schedule::due`]).
+    pub fn timing(&self) -> crate::schedule::Timing {
+        crate::schedule::Timing {
+            paused: self.paused,
+            needs_reauth: self.status == ConnectionStatus::NeedsReauth,
+            failing: self.status == ConnectionStatus::Failing,
+            next_run_at_us: self.next_run_at_us,
+            notified_at_us: self.notified_at_us,
+        }
+    }
+}
+
 /// A connection's secrets besides its provider credentials. `Debug` hides them.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ConnectionSecrets {
@@ -154,12 +167,10 @@ pub trait ConnectionStore: Send {
     /// deliveries — also when the connection itself was removed before (a
     /// plain remove keeps its records, a later purge must still reach them).
     fn remove(&mut self, id: &str, purge: bool) -> Result<Removal, StoreError>;
-    /// Connections due at `now_us`: not paused, not waiting for
-    /// re-authorisation, and either next run at or before now, or notified
-    /// by the provider at least `quiet_us` ago (a burst of notifications
-    /// makes one run) and not failing (a notification does not cut a
-    /// failing connection's backoff short).
-    fn due(&mut self, now_us: i64, quiet_us: i64) -> Result<Vec<Connection>, StoreError>;
+    /// Connections due at `now_us` by [`crate::schedule::due`], soonest
+    /// first. The SQL only preselects by time (an index's work); the rule
+    /// is the schedule module's.
+    fn due(&mut self, now_us: i64, quiet: Duration) -> Result<Vec<Connection>, StoreError>;
     fn credentials(&mut self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
     fn secrets(&mut self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
     /// The verifier tokens of every connection that has one.

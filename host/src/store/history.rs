@@ -1,6 +1,6 @@
 //! The history of runs, per connection.
 
-use super::StoreError;
+use super::{ConnectionUpdate, StoreError};
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,23 +68,30 @@ pub struct RunRecord {
 /// The error of a run whose worker stopped before recording its end.
 pub const ABANDONED: &str = "the worker running it stopped (it died or was killed); the next run resumed from the checkpoint";
 
+/// How a run ended, as [`RunHistory::end`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    pub id: &'a str,
+    pub connection: &'a str,
+    pub ended_us: i64,
+    pub outcome: Outcome,
+    pub summary: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
 /// A run-history backend.
 pub trait RunHistory: Send {
-    /// Records a run that starts.
-    fn start(&mut self, run: &RunRecord) -> Result<(), StoreError>;
-    /// Records how it ended.
-    fn finish(
-        &mut self,
-        id: &str,
-        ended_us: i64,
-        outcome: Outcome,
-        summary: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError>;
-    /// Closes, as failed, the runs of `connection` that never recorded an
-    /// end. Called by a worker that just took the connection's run lock: no
-    /// run of it can be going on. Returns how many it closed.
-    fn close_abandoned(&mut self, connection: &str, now_us: i64) -> Result<u32, StoreError>;
+    /// Begins `run`, as one transaction: closes, as failed ([`ABANDONED`]),
+    /// the runs of its connection that never recorded an end (the caller
+    /// holds the run lock: none of them is going on); records `run` as
+    /// started; marks the connection `running`; and clears the provider's
+    /// notifications up to the run's start (the run reads what they
+    /// announced). Returns when the oldest run it closed started: what that
+    /// run stored was never told.
+    fn begin(&mut self, run: &RunRecord) -> Result<Option<i64>, StoreError>;
+    /// Ends the run `end.id`, as one transaction: its outcome in the
+    /// history, and `update` of its connection (status, next run).
+    fn end(&mut self, end: &RunEnd<'_>, update: &ConnectionUpdate) -> Result<(), StoreError>;
     /// Runs of `connection`, newest first, strictly before `before`
     /// (`(started_us, id)`), at most `limit`; and whether more follow.
     fn list(

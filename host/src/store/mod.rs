@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use connections::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Removal, StoredCredentials, Tokens,
 };
-pub use history::{Outcome, RunHistory, RunRecord, Trigger};
+pub use history::{Outcome, RunEnd, RunHistory, RunRecord, Trigger};
 pub use webhooks::{Delivery, DeliveryStatus, WebhookStore};
 pub use records::{
     BatchOutcome, LastAction, ListPage, ListQuery, Position, RecordStore, Scope, StoredRecord, ValidRecord,

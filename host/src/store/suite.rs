@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, Database, LastAction, ListQuery, Outcome,
-    Position, Removal, RunRecord, Scope, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
+    Position, Removal, RunEnd, RunRecord, Scope, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
 };
 use crate::capabilities::records::validate_batch;
 
@@ -327,7 +327,7 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     connections.update("paused", &ConnectionUpdate { paused: Some(true), ..Default::default() }).unwrap();
     connections.update("reauth", &ConnectionUpdate { status: Some(ConnectionStatus::NeedsReauth), ..Default::default() }).unwrap();
     let due = |c: &mut Box<dyn super::ConnectionStore>, now| -> BTreeSet<String> {
-        c.due(now, 100).unwrap().into_iter().map(|c| c.id).collect()
+        c.due(now, Duration::from_micros(100)).unwrap().into_iter().map(|c| c.id).collect()
     };
     assert_eq!(due(&mut connections, 500), BTreeSet::from(["new".to_string()]));
     assert_eq!(due(&mut connections, 1_000), BTreeSet::from(["new".to_string(), "later".to_string()]));
@@ -355,23 +355,36 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
 }
 
 pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Database) {
+    let mut connections = db.connections().unwrap();
+    connections.insert(&connection("c", "1"), &oauth(), &Default::default()).unwrap();
+    connections.notify_realm("1", 25, None).unwrap();
     let mut runs = db.runs().unwrap();
-    for (n, id) in ["r1", "r2", "r3"].iter().enumerate() {
-        runs.start(&RunRecord {
-            id: id.to_string(),
-            connection: "c".into(),
-            trigger: Trigger::Schedule,
-            started_us: 10 * (n as i64 + 1),
-            ended_us: None,
-            outcome: None,
-            summary: None,
-            error: None,
-            worker: Some("host:1".into()),
-        })
-        .unwrap();
-    }
-    runs.finish("r1", 15, Outcome::Success, Some(r#"{"added":1}"#), None).unwrap();
-    runs.finish("r2", 25, Outcome::Failure, None, Some("boom")).unwrap();
+    let run = |id: &str, started_us: i64| RunRecord {
+        id: id.into(),
+        connection: "c".into(),
+        trigger: Trigger::Schedule,
+        started_us,
+        ended_us: None,
+        outcome: None,
+        summary: None,
+        error: None,
+        worker: Some("host:1".into()),
+    };
+    let end = |id: &'static str, ended_us: i64, outcome: Outcome, summary: Option<&'static str>, error: Option<&'static str>| {
+        RunEnd { id, connection: "c", ended_us, outcome, summary, error }
+    };
+    let idle = ConnectionUpdate { status: Some(ConnectionStatus::Idle), next_run_at_us: Some(Some(1000)), ..Default::default() };
+    assert_eq!(runs.begin(&run("r1", 10)).unwrap(), None, "nothing abandoned");
+    let begun = connections.get("c").unwrap().unwrap();
+    assert_eq!(begun.status, ConnectionStatus::Running, "beginning marks the connection running");
+    assert_eq!(begun.notified_at_us, Some(25), "a notification after the run's start stays");
+    runs.end(&end("r1", 15, Outcome::Success, Some(r#"{"added":1}"#), None), &idle).unwrap();
+    let ended = connections.get("c").unwrap().unwrap();
+    assert_eq!((ended.status, ended.next_run_at_us), (ConnectionStatus::Idle, Some(1000)), "ending sets the schedule");
+    assert_eq!(runs.begin(&run("r2", 30)).unwrap(), None);
+    assert_eq!(connections.get("c").unwrap().unwrap().notified_at_us, None, "read by the run that began after it");
+    runs.end(&end("r2", 35, Outcome::Failure, None, Some("boom")), &idle).unwrap();
+    assert_eq!(runs.begin(&run("r3", 40)).unwrap(), None);
     let (page, more) = runs.list("c", None, 2).unwrap();
     assert_eq!(page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["r3", "r2"]);
     assert!(more);
@@ -380,9 +393,13 @@ pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Databas
     assert_eq!(rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["r1"]);
     assert!(!more);
     assert_eq!(rest[0].summary.as_deref(), Some(r#"{"added":1}"#));
-    assert_eq!(runs.close_abandoned("c", 99).unwrap(), 1, "r3 never ended");
-    let (page, _) = runs.list("c", None, 1).unwrap();
-    assert_eq!((page[0].outcome, page[0].worker.as_deref()), (Some(Outcome::Failure), Some("host:1")));
+    // r3's worker died: the next run closes it and says since when its changes went untold.
+    assert_eq!(runs.begin(&run("r4", 99)).unwrap(), Some(40), "r3 never ended");
+    let (page, _) = runs.list("c", None, 2).unwrap();
+    let r3 = &page[1];
+    assert_eq!((r3.id.as_str(), r3.outcome, r3.ended_us, r3.worker.as_deref()), ("r3", Some(Outcome::Failure), Some(99), Some("host:1")));
+    assert_eq!(r3.error.as_deref(), Some(super::history::ABANDONED));
+    assert_eq!(page[0].outcome, None, "r4 goes on");
 }
 
 pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &dyn Database) {
@@ -410,7 +427,7 @@ pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_a
         save(db, &scope(id), &[r#"{"id":"1"}"#, r#"{"id":"2"}"#]);
         save(db, &invoices(id), &[r#"{"id":"9"}"#]);
         db.checkpoints().unwrap().save(id, "customers", "{}").unwrap();
-        db.runs().unwrap().start(&RunRecord {
+        db.runs().unwrap().begin(&RunRecord {
             id: format!("{id}-run"),
             connection: id.into(),
             trigger: Trigger::Schedule,

@@ -8,7 +8,7 @@ use super::{wait, Shared};
 use crate::time::now_us;
 use crate::store::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Delivery, DeliveryStatus,
-    Outcome, Removal, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
+    Outcome, Removal, RunEnd, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
 };
 
 pub struct PgConnections {
@@ -134,33 +134,7 @@ impl ConnectionStore for PgConnections {
 
     fn update(&mut self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError> {
         let client = self.connection.lock();
-        let row = wait(client.query_opt(
-            &format!(
-                "UPDATE connections SET
-                    paused = CASE WHEN $2 THEN $3 ELSE paused END,
-                    every_secs = CASE WHEN $4 THEN $5 ELSE every_secs END,
-                    status = coalesce($6, status),
-                    status_message = CASE WHEN $7 THEN $8 ELSE status_message END,
-                    failures = coalesce($9, failures),
-                    next_run_at = CASE WHEN $10 THEN $11 ELSE next_run_at END,
-                    updated_at = $12
-                 WHERE id = $1 RETURNING {COLUMNS}"
-            ),
-            &[
-                &id,
-                &update.paused.is_some(),
-                &update.paused.unwrap_or(false),
-                &update.every.is_some(),
-                &update.every.flatten().map(|e| e.as_secs() as i64),
-                &update.status.map(|s| s.as_str()),
-                &update.status_message.is_some(),
-                &update.status_message.clone().flatten(),
-                &update.failures.map(|f| f as i32),
-                &update.next_run_at_us.is_some(),
-                &update.next_run_at_us.flatten(),
-                &now_us(),
-            ],
-        ))?;
+        let row = wait(update_connection(&*client, id, update))?;
         row.as_ref().map(connection_from).transpose()
     }
 
@@ -193,18 +167,18 @@ impl ConnectionStore for PgConnections {
         })
     }
 
-    fn due(&mut self, now_us: i64, quiet_us: i64) -> Result<Vec<Connection>, StoreError> {
+    fn due(&mut self, now_us: i64, quiet: Duration) -> Result<Vec<Connection>, StoreError> {
         let client = self.connection.lock();
         let rows = wait(client.query(
             &format!(
                 "SELECT {COLUMNS} FROM connections
-                 WHERE NOT paused AND status <> 'needs_reauth'
-                   AND (coalesce(next_run_at, 0) <= $1 OR (notified_at <= $1 - $2 AND status <> 'failing'))
+                 WHERE coalesce(next_run_at, 0) <= $1 OR notified_at IS NOT NULL
                  ORDER BY coalesce(next_run_at, 0), id"
             ),
-            &[&now_us, &quiet_us],
+            &[&now_us],
         ))?;
-        rows.iter().map(connection_from).collect()
+        let connections: Vec<Connection> = rows.iter().map(connection_from).collect::<Result<_, _>>()?;
+        Ok(connections.into_iter().filter(|c| crate::schedule::due(&c.timing(), now_us, quiet).is_some()).collect())
     }
 
     fn credentials(&mut self, id: &str) -> Result<Option<StoredCredentials>, StoreError> {
@@ -287,6 +261,44 @@ impl ConnectionStore for PgConnections {
     }
 }
 
+/// `update` of the connection `id`, on a client or a transaction; the
+/// connection as it is then, if it exists.
+async fn update_connection(
+    client: &impl deadpool_postgres::GenericClient,
+    id: &str,
+    update: &ConnectionUpdate,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    client
+        .query_opt(
+            &format!(
+                "UPDATE connections SET
+                    paused = CASE WHEN $2 THEN $3 ELSE paused END,
+                    every_secs = CASE WHEN $4 THEN $5 ELSE every_secs END,
+                    status = coalesce($6, status),
+                    status_message = CASE WHEN $7 THEN $8 ELSE status_message END,
+                    failures = coalesce($9, failures),
+                    next_run_at = CASE WHEN $10 THEN $11 ELSE next_run_at END,
+                    updated_at = $12
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &update.paused.is_some(),
+                &update.paused.unwrap_or(false),
+                &update.every.is_some(),
+                &update.every.flatten().map(|e| e.as_secs() as i64),
+                &update.status.map(|s| s.as_str()),
+                &update.status_message.is_some(),
+                &update.status_message.clone().flatten(),
+                &update.failures.map(|f| f as i32),
+                &update.next_run_at_us.is_some(),
+                &update.next_run_at_us.flatten(),
+                &now_us(),
+            ],
+        )
+        .await
+}
+
 pub struct PgRuns {
     connection: Shared,
 }
@@ -314,38 +326,49 @@ fn run_from(row: &Row) -> RunRecord {
 }
 
 impl RunHistory for PgRuns {
-    fn start(&mut self, run: &RunRecord) -> Result<(), StoreError> {
-        let client = self.connection.lock();
-        wait(client.execute(
-            "INSERT INTO runs (id, connection, trigger, started_at, worker) VALUES ($1, $2, $3, $4, $5)",
-            &[&run.id, &run.connection, &run.trigger.as_str(), &run.started_us, &run.worker],
-        ))?;
-        Ok(())
+    fn begin(&mut self, run: &RunRecord) -> Result<Option<i64>, StoreError> {
+        let mut client = self.connection.lock();
+        wait(async {
+            let tx = client.transaction().await?;
+            let abandoned_since: Option<i64> = tx
+                .query_one("SELECT min(started_at) FROM runs WHERE connection = $1 AND outcome IS NULL", &[&run.connection])
+                .await?
+                .get(0);
+            tx.execute(
+                "UPDATE runs SET ended_at = $2, outcome = 'failure', error = $3 WHERE connection = $1 AND outcome IS NULL",
+                &[&run.connection, &run.started_us, &crate::store::history::ABANDONED],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO runs (id, connection, trigger, started_at, worker) VALUES ($1, $2, $3, $4, $5)",
+                &[&run.id, &run.connection, &run.trigger.as_str(), &run.started_us, &run.worker],
+            )
+            .await?;
+            let running = ConnectionUpdate { status: Some(ConnectionStatus::Running), ..Default::default() };
+            update_connection(&tx, &run.connection, &running).await?;
+            tx.execute(
+                "UPDATE connections SET notified_at = NULL WHERE id = $1 AND notified_at <= $2",
+                &[&run.connection, &run.started_us],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(abandoned_since)
+        })
     }
 
-    fn finish(
-        &mut self,
-        id: &str,
-        ended_us: i64,
-        outcome: Outcome,
-        summary: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let client = self.connection.lock();
-        wait(client.execute(
-            "UPDATE runs SET ended_at = $2, outcome = $3, summary = $4, error = $5 WHERE id = $1",
-            &[&id, &ended_us, &outcome.as_str(), &summary, &error],
-        ))?;
-        Ok(())
-    }
-
-    fn close_abandoned(&mut self, connection: &str, now_us: i64) -> Result<u32, StoreError> {
-        let client = self.connection.lock();
-        let closed = wait(client.execute(
-            "UPDATE runs SET ended_at = $2, outcome = 'failure', error = $3 WHERE connection = $1 AND outcome IS NULL",
-            &[&connection, &now_us, &crate::store::history::ABANDONED],
-        ))?;
-        Ok(closed as u32)
+    fn end(&mut self, end: &RunEnd<'_>, update: &ConnectionUpdate) -> Result<(), StoreError> {
+        let mut client = self.connection.lock();
+        wait(async {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "UPDATE runs SET ended_at = $2, outcome = $3, summary = $4, error = $5 WHERE id = $1",
+                &[&end.id, &end.ended_us, &end.outcome.as_str(), &end.summary, &end.error],
+            )
+            .await?;
+            update_connection(&tx, end.connection, update).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     fn list(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{now_us, Shared};
 use crate::store::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Outcome, Removal, RunHistory,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Outcome, Removal, RunEnd, RunHistory,
     RunRecord, StoreError, StoredCredentials, Tokens, Trigger,
 };
 
@@ -145,31 +145,7 @@ impl ConnectionStore for SqliteConnections {
     fn update(&mut self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError> {
         {
             let db = self.connection.lock();
-            let changed = db.execute(
-                "UPDATE connections SET
-                    paused = CASE WHEN ?2 THEN ?3 ELSE paused END,
-                    every_secs = CASE WHEN ?4 THEN ?5 ELSE every_secs END,
-                    status = coalesce(?6, status),
-                    status_message = CASE WHEN ?7 THEN ?8 ELSE status_message END,
-                    failures = coalesce(?9, failures),
-                    next_run_at = CASE WHEN ?10 THEN ?11 ELSE next_run_at END,
-                    updated_at = ?12
-                 WHERE id = ?1",
-                params![
-                    id,
-                    update.paused.is_some(),
-                    update.paused.unwrap_or(false),
-                    update.every.is_some(),
-                    update.every.flatten().map(|e| e.as_secs() as i64),
-                    update.status.map(|s| s.as_str()),
-                    update.status_message.is_some(),
-                    update.status_message.clone().flatten(),
-                    update.failures,
-                    update.next_run_at_us.is_some(),
-                    update.next_run_at_us.flatten(),
-                    now_us(),
-                ],
-            )?;
+            let changed = update_connection(&db, id, update)?;
             if changed == 0 {
                 return Ok(None);
             }
@@ -201,18 +177,20 @@ impl ConnectionStore for SqliteConnections {
         Ok(removal)
     }
 
-    fn due(&mut self, now_us: i64, quiet_us: i64) -> Result<Vec<Connection>, StoreError> {
+    fn due(&mut self, now_us: i64, quiet: Duration) -> Result<Vec<Connection>, StoreError> {
         let db = self.connection.lock();
         let mut statement = db.prepare(&format!(
             "SELECT {COLUMNS} FROM connections
-             WHERE paused = 0 AND status <> 'needs_reauth'
-               AND (coalesce(next_run_at, 0) <= ?1 OR (notified_at <= ?1 - ?2 AND status <> 'failing'))
+             WHERE coalesce(next_run_at, 0) <= ?1 OR notified_at IS NOT NULL
              ORDER BY coalesce(next_run_at, 0), id"
         ))?;
-        let rows = statement.query_map([now_us, quiet_us], connection_from)?;
+        let rows = statement.query_map([now_us], connection_from)?;
         let mut connections = Vec::new();
         for row in rows {
-            connections.push(row??);
+            let connection = row??;
+            if crate::schedule::due(&connection.timing(), now_us, quiet).is_some() {
+                connections.push(connection);
+            }
         }
         Ok(connections)
     }
@@ -292,6 +270,36 @@ impl ConnectionStore for SqliteConnections {
     }
 }
 
+/// `update` of the connection `id`, on `db` (a connection or a transaction);
+/// returns the rows changed.
+fn update_connection(db: &rusqlite::Connection, id: &str, update: &ConnectionUpdate) -> rusqlite::Result<usize> {
+    db.execute(
+        "UPDATE connections SET
+            paused = CASE WHEN ?2 THEN ?3 ELSE paused END,
+            every_secs = CASE WHEN ?4 THEN ?5 ELSE every_secs END,
+            status = coalesce(?6, status),
+            status_message = CASE WHEN ?7 THEN ?8 ELSE status_message END,
+            failures = coalesce(?9, failures),
+            next_run_at = CASE WHEN ?10 THEN ?11 ELSE next_run_at END,
+            updated_at = ?12
+         WHERE id = ?1",
+        params![
+            id,
+            update.paused.is_some(),
+            update.paused.unwrap_or(false),
+            update.every.is_some(),
+            update.every.flatten().map(|e| e.as_secs() as i64),
+            update.status.map(|s| s.as_str()),
+            update.status_message.is_some(),
+            update.status_message.clone().flatten(),
+            update.failures,
+            update.next_run_at_us.is_some(),
+            update.next_run_at_us.flatten(),
+            now_us(),
+        ],
+    )
+}
+
 pub struct SqliteRuns {
     connection: Shared,
 }
@@ -319,35 +327,42 @@ fn run_from(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 impl RunHistory for SqliteRuns {
-    fn start(&mut self, run: &RunRecord) -> Result<(), StoreError> {
-        self.connection.lock().execute(
+    fn begin(&mut self, run: &RunRecord) -> Result<Option<i64>, StoreError> {
+        let mut db = self.connection.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let abandoned_since: Option<i64> = tx.query_row(
+            "SELECT min(started_at) FROM runs WHERE connection = ?1 AND outcome IS NULL",
+            [&run.connection],
+            |row| row.get(0),
+        )?;
+        tx.execute(
+            "UPDATE runs SET ended_at = ?2, outcome = 'failure', error = ?3 WHERE connection = ?1 AND outcome IS NULL",
+            params![run.connection, run.started_us, crate::store::history::ABANDONED],
+        )?;
+        tx.execute(
             "INSERT INTO runs (id, connection, trigger, started_at, worker) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![run.id, run.connection, run.trigger.as_str(), run.started_us, run.worker],
         )?;
-        Ok(())
+        let running = ConnectionUpdate { status: Some(ConnectionStatus::Running), ..Default::default() };
+        update_connection(&tx, &run.connection, &running)?;
+        tx.execute(
+            "UPDATE connections SET notified_at = NULL WHERE id = ?1 AND notified_at <= ?2",
+            params![run.connection, run.started_us],
+        )?;
+        tx.commit()?;
+        Ok(abandoned_since)
     }
 
-    fn finish(
-        &mut self,
-        id: &str,
-        ended_us: i64,
-        outcome: Outcome,
-        summary: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.connection.lock().execute(
+    fn end(&mut self, end: &RunEnd<'_>, update: &ConnectionUpdate) -> Result<(), StoreError> {
+        let mut db = self.connection.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "UPDATE runs SET ended_at = ?2, outcome = ?3, summary = ?4, error = ?5 WHERE id = ?1",
-            params![id, ended_us, outcome.as_str(), summary, error],
+            params![end.id, end.ended_us, end.outcome.as_str(), end.summary, end.error],
         )?;
+        update_connection(&tx, end.connection, update)?;
+        tx.commit()?;
         Ok(())
-    }
-
-    fn close_abandoned(&mut self, connection: &str, now_us: i64) -> Result<u32, StoreError> {
-        let closed = self.connection.lock().execute(
-            "UPDATE runs SET ended_at = ?2, outcome = 'failure', error = ?3 WHERE connection = ?1 AND outcome IS NULL",
-            params![connection, now_us, crate::store::history::ABANDONED],
-        )?;
-        Ok(closed as u32)
     }
 
     fn list(
