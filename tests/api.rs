@@ -30,7 +30,7 @@ fn synced(backend: Backend) -> Harness {
     let acme = FakeQbo::new(REALM, TOKEN);
     acme.seed_recorded();
     let acme_server = acme.start().unwrap();
-    let spec = sync_host::runs::ConnectionSpec::new("acme", &acme_server.base_url(), REALM, Some(TOKEN.into()));
+    let spec = sync_host::runs::ConnectionSpec::new("acme", &acme_server.base_url(), quickbooks::config(REALM), Some(TOKEN.into()));
     sync_host::runs::Runner::new(runtime(), harness.database()).run(&spec, None).unwrap();
     harness.connection = "default".into();
     harness

@@ -30,7 +30,7 @@ fn scope() -> Scope {
 }
 
 fn spec(harness: &Harness, behaviour: &str, limits: RunLimits) -> ConnectionSpec {
-    let mut spec = ConnectionSpec::new("hostile", &harness.base_url, REALM, Some(TOKEN.into()));
+    let mut spec = ConnectionSpec::new("hostile", &harness.base_url, quickbooks::config(REALM), Some(TOKEN.into()));
     spec.config.insert("behaviour".into(), behaviour.into());
     spec.limits = limits;
     spec

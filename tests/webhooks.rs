@@ -119,6 +119,9 @@ fn a_notification_with_a_bad_signature_is_refused_and_nothing_runs() {
     assert_eq!(status, 401);
     let (status, body) = serve.api.send_json("POST", "/webhooks/quickbooks", &[], &json!({"eventNotifications": []}));
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_signature")), "no signature at all");
+    assert!(body["error"]["message"].as_str().unwrap().contains("`intuit-signature`"), "names the header: {body}");
+    let (status, body) = serve.api.send_json("POST", "/webhooks/nobody", &[], &json!({"eventNotifications": []}));
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "no such provider: {body}");
     std::thread::sleep(Wait::from_secs(4));
     assert_eq!(finished_runs(&serve, "acme").len(), 1, "nothing ran");
 }

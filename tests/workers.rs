@@ -47,6 +47,7 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
     for (n, harness) in harnesses.iter().enumerate() {
         let connection = Connection {
             id: harness.connection.clone(),
+            provider: "quickbooks".into(),
             base_url: harness.base_url.clone(),
             config: BTreeMap::from([("realmId".to_owned(), harness.fake.realm_id().to_owned())]),
             every: Some(std::time::Duration::from_secs(3600)),

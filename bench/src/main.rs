@@ -161,7 +161,7 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
         }
     } else {
         let runtime = Arc::new(SyncRuntime::from_file(component)?);
-        let mut spec = ConnectionSpec::new("bench", base_url, "1", Some("t".into()));
+        let mut spec = ConnectionSpec::new("bench", base_url, sync_host::providers::quickbooks::config("1"), Some("t".into()));
         spec.quota = Some(Quota::default());
         let report = Runner::new(runtime, database).run(&spec, None)?;
         ChildReport {

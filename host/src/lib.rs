@@ -5,7 +5,10 @@
 //!
 //! - `capabilities`: one module per WIT interface a component imports, each
 //!   with its own context and a thin `Host` impl over a backend;
-//! - `provider`: the connection's provider (credentials, pacing, retries);
+//! - `provider`: talking to a connection's provider, whichever it is
+//!   (credentials and OAuth, pacing, retries);
+//! - `providers`: what is particular to each provider (its token endpoint,
+//!   how its notifications are signed and read), at the edge;
 //! - `store`: what the host keeps, behind traits, with SQLite and PostgreSQL
 //!   backends;
 //! - `runtime`: wasmtime, linking the capabilities into a component and
@@ -25,6 +28,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod metrics;
 pub mod provider;
+pub mod providers;
 pub mod runs;
 pub mod runtime;
 pub mod schedule;

@@ -14,6 +14,7 @@ use sync_host::runtime::{RunFailure, RunReport, SyncRuntime};
 use sync_host::store::{self, Database, OpenMode};
 
 pub use fake_qbo::FakeQbo;
+pub use sync_host::providers::quickbooks;
 
 pub const REALM: &str = "9341453050804937";
 pub const TOKEN: &str = "e2e-access-token";
@@ -275,7 +276,7 @@ impl Harness {
 
     /// The connection as the tests run it: the fake's realm and token, quick retries.
     pub fn spec(&self) -> ConnectionSpec {
-        let mut spec = ConnectionSpec::new(&self.connection, &self.base_url, REALM, Some(TOKEN.to_string()));
+        let mut spec = ConnectionSpec::new(&self.connection, &self.base_url, quickbooks::config(REALM), Some(TOKEN.to_string()));
         spec.retry = quick_retries();
         spec
     }

@@ -19,7 +19,6 @@ use subtle::ConstantTimeEq;
 mod control;
 mod webhooks;
 
-pub use webhooks::verify_intuit_signature;
 
 use crate::runtime::Endpoint;
 use crate::store::{Database, LastAction, ListQuery, Position, Scope, StoredRecord};
@@ -176,7 +175,7 @@ pub struct Control {
     pub waker: Option<Arc<tokio::sync::Notify>>,
     /// How often a connection without its own interval runs.
     pub component_interval: Option<std::time::Duration>,
-    /// Verifies QuickBooks' change notifications (besides connections' own tokens).
+    /// Verifies providers' change notifications (besides connections' own tokens).
     pub verifier_token: Option<String>,
 }
 
@@ -257,7 +256,7 @@ pub fn router(state: ApiState) -> Router {
     let mut router = Router::new()
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
-        .route("/webhooks/quickbooks", axum::routing::post(webhooks::quickbooks))
+        .route("/webhooks/{provider}", axum::routing::post(webhooks::notification))
         .merge(control::routes());
     for endpoint in state.endpoints.iter().filter(|e| e.method.eq_ignore_ascii_case("GET")) {
         let model = endpoint.model.clone();

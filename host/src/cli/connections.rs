@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{load_component, parse_key_value};
-use crate::provider::oauth::INTUIT_TOKEN_URL;
+use crate::providers::{self, quickbooks};
 use crate::time::every::{format_every, parse_every};
 use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, StoredCredentials};
 
@@ -87,7 +87,7 @@ pub struct AddArgs {
     #[arg(long, env = "QBO_REFRESH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     refresh_token: Option<Secret>,
     /// The token endpoint (Intuit's by default; the fake's for tests).
-    #[arg(long, default_value = INTUIT_TOKEN_URL, value_parser = super::parse_http_url)]
+    #[arg(long, default_value = quickbooks::TOKEN_URL, value_parser = super::parse_http_url)]
     token_url: String,
     /// A fixed access token instead of OAuth, for quick tries (it expires in
     /// an hour); or env QBO_ACCESS_TOKEN, or @file.
@@ -129,15 +129,17 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
     super::refuse_credentials_in_url("--webhook-url", args.webhook_url.as_deref())?;
     let credentials = credentials(args.client_id, args.client_secret, args.refresh_token, args.access_token, args.token_url)?;
     let mut config: BTreeMap<String, String> = args.config.into_iter().collect();
-    if config.get("realmId").is_some_and(|r| *r != args.realm_id) {
-        anyhow::bail!("--config realmId={} contradicts --realm-id {}", config["realmId"], args.realm_id);
+    let realm = quickbooks::REALM_KEY;
+    if config.get(realm).is_some_and(|r| *r != args.realm_id) {
+        anyhow::bail!("--config {realm}={} contradicts --realm-id {}", config[realm], args.realm_id);
     }
-    config.insert("realmId".into(), args.realm_id);
+    config.insert(realm.into(), args.realm_id);
     let runtime = load_component(args.component)?;
     runtime.metadata().check_config(config.keys()).map_err(anyhow::Error::msg)?;
     let db = store::open(&args.db, OpenMode::Create)?;
     let connection = Connection {
         id: args.id.clone(),
+        provider: providers::default_provider().name().to_owned(),
         base_url: args.base_url.trim_end_matches('/').to_owned(),
         config,
         every: args.every,

@@ -196,6 +196,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let receiver = tokio.block_on(receiver::start())?;
     let connection = Connection {
         id: api::DEFAULT_CONNECTION.into(),
+        provider: crate::providers::Provider::name(&crate::providers::quickbooks::QuickBooks).into(),
         base_url: server.base_url(),
         config: BTreeMap::from([("realmId".to_owned(), DEMO_REALM.to_owned())]),
         every: None,

@@ -3,6 +3,9 @@
 //! the library.
 
 mod connections;
+// The demo and the fake QuickBooks: a test kit, in the default build only
+// (`--no-default-features` builds the host without it).
+#[cfg(feature = "demo")]
 mod demo;
 mod progress;
 mod wait;
@@ -61,8 +64,10 @@ enum Command {
     Connections(connections::ConnectionsCommand),
     /// The main job on embedded defaults: a fake QuickBooks on loopback,
     /// synced into a local SQLite file, served over HTTP.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Serve a fake QuickBooks Online company on loopback (for tests and other hosts).
+    #[cfg(feature = "demo")]
     FakeQbo(demo::FakeArgs),
     /// Vet a component before running it: what it is, what it imports and
     /// exports, and whether it fits this host; exits 1 when it does not.
@@ -309,7 +314,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
         Command::Connections(command) => connections::run(command),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::demo(args),
+        #[cfg(feature = "demo")]
         Command::FakeQbo(args) => demo::fake_qbo(args),
         Command::Inspect { component, json } => inspect(&component, json),
         Command::Wait(args) => wait::wait(args),
@@ -425,7 +432,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             // Read here, not by clap: the variable must not make a stored
             // connection's run refuse a `--token` nobody gave.
             let token = args.token.or_else(|| std::env::var("QBO_ACCESS_TOKEN").ok().filter(|t| !t.is_empty()));
-            let mut spec = ConnectionSpec::new(&args.connection, &base_url, &realm_id, token);
+            let mut spec = ConnectionSpec::new(&args.connection, &base_url, crate::providers::quickbooks::config(&realm_id), token);
             let config: BTreeMap<_, _> = args.config.into_iter().collect();
             if config.get("realmId").is_some_and(|r| *r != realm_id) {
                 anyhow::bail!("--config realmId={} contradicts --realm-id {realm_id}", config["realmId"]);
@@ -587,11 +594,12 @@ mod tests {
     #[test]
     fn flags_with_their_own_parsers_parse_into_their_fields() {
         let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command;
-        let Command::FakeQbo(fake) = parse(&["sync-host", "fake-qbo", "--client-id", "c", "--client-secret", "s", "--refresh-token", "t"])
-        else {
-            panic!("fake-qbo")
-        };
-        assert_eq!(fake.refresh_token_given(), Some("t"));
+        #[cfg(feature = "demo")]
+        {
+            let fake = ["sync-host", "fake-qbo", "--client-id", "c", "--client-secret", "s", "--refresh-token", "t"];
+            let Command::FakeQbo(fake) = parse(&fake) else { panic!("fake-qbo") };
+            assert_eq!(fake.refresh_token_given(), Some("t"));
+        }
         let Command::Wait(_) = parse(&["sync-host", "wait", "acme", "--trigger", "webhook", "--timeout-secs", "5"]) else {
             panic!("wait")
         };

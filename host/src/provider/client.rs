@@ -119,7 +119,7 @@ pub fn http_agent(timeout: Duration) -> ureq::Agent {
 }
 
 impl ProviderClient {
-    /// `base_url` like `https://quickbooks.api.intuit.com` (a trailing `/` is ignored).
+    /// `base_url` like `https://api.provider.example` (a trailing `/` is ignored).
     pub fn new(
         base_url: &str,
         credentials: Arc<dyn Credentials>,

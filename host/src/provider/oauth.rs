@@ -17,8 +17,6 @@ use std::time::Duration;
 use super::credentials::{CredentialError, Credentials};
 use crate::store::{ConnectionStatus, ConnectionUpdate, Database, StoredCredentials, Tokens};
 
-/// Intuit's token endpoint.
-pub const INTUIT_TOKEN_URL: &str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer";
 /// Refresh this long before an access token expires (or, for tokens that
 /// live less than 20 minutes, when a quarter of their life is left).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);

@@ -48,12 +48,12 @@ pub struct ConnectionSpec {
 }
 
 impl ConnectionSpec {
-    /// A QuickBooks-style connection: `realmId` and a fixed access token.
-    pub fn new(connection: &str, base_url: &str, realm_id: &str, token: Option<String>) -> Self {
+    /// A connection with `config` and a fixed access token (or none).
+    pub fn new(connection: &str, base_url: &str, config: BTreeMap<String, String>, token: Option<String>) -> Self {
         ConnectionSpec {
             connection: connection.to_owned(),
             base_url: base_url.to_owned(),
-            config: BTreeMap::from([("realmId".to_owned(), realm_id.to_owned())]),
+            config,
             credentials: Arc::new(StaticToken::new(token)),
             retry: RetryPolicy::default(),
             limits: RunLimits::default(),

@@ -43,6 +43,8 @@ impl ConnectionStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub id: String,
+    /// The provider it syncs from (`crate::providers`), by name.
+    pub provider: String,
     pub base_url: String,
     /// The configuration the component reads (`realmId`, …).
     pub config: BTreeMap<String, String>,
@@ -175,12 +177,12 @@ pub trait ConnectionStore: Send {
     fn secrets(&mut self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
     /// The verifier tokens of every connection that has one.
     fn verifier_tokens(&mut self) -> Result<Vec<String>, StoreError>;
-    /// Marks the connections of company `realm` (configuration `realmId`)
-    /// that belong to the app which signed the notification as notified at
-    /// `now_us`, and returns their ids: with `verifier` `Some(token)`, those
-    /// whose own verifier token it is; with `None` (the server's token), those
-    /// without one of their own.
-    fn notify_realm(&mut self, realm: &str, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError>;
+    /// Marks the connections of `route`'s provider whose configuration names
+    /// its account, and that belong to the app which signed the notification,
+    /// as notified at `now_us`; returns their ids. With `verifier`
+    /// `Some(token)`: those whose own verifier token it is; with `None` (the
+    /// server's token): those without one of their own.
+    fn notify(&mut self, route: &NotificationRoute<'_>, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError>;
     /// Clears a notification the run starting at `start_us` covers (one that
     /// came later stays, for another run).
     fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError>;
@@ -189,6 +191,15 @@ pub trait ConnectionStore: Send {
     /// Forgets the connection's checkpoints (its next run starts over); with
     /// `empty`, deletes its records too.
     fn reset(&mut self, id: &str, empty: bool) -> Result<(), StoreError>;
+}
+
+/// Which connections a provider's notification is about: those of
+/// `provider` whose configuration value of `account_key` is `account`.
+#[derive(Debug, Clone, Copy)]
+pub struct NotificationRoute<'a> {
+    pub provider: &'a str,
+    pub account_key: &'a str,
+    pub account: &'a str,
 }
 
 /// What [`ConnectionStore::remove`] did.

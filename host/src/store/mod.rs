@@ -19,7 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use connections::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Removal, StoredCredentials, Tokens,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, NotificationRoute, Removal,
+    StoredCredentials, Tokens,
 };
 pub use history::{Outcome, RunEnd, RunHistory, RunRecord, Trigger};
 pub use webhooks::{Delivery, DeliveryStatus, WebhookStore};

@@ -236,11 +236,22 @@ pub fn a_reader_paging_by_cursor_misses_no_write_of_concurrent_writers(db: &dyn 
     }
 }
 
-fn connection(id: &str, realm: &str) -> Connection {
+/// The provider and configuration key the suite's connections use; the
+/// store knows no provider, only what a route names.
+const PROVIDER: &str = "example";
+const ACCOUNT_KEY: &str = "account.id";
+
+/// The route of a notification about `account` of the suite's provider.
+fn route(account: &str) -> super::NotificationRoute<'_> {
+    super::NotificationRoute { provider: PROVIDER, account_key: ACCOUNT_KEY, account }
+}
+
+fn connection(id: &str, account: &str) -> Connection {
     Connection {
         id: id.into(),
-        base_url: "https://quickbooks.example".into(),
-        config: BTreeMap::from([("realmId".to_owned(), realm.to_owned())]),
+        provider: PROVIDER.into(),
+        base_url: "https://provider.example".into(),
+        config: BTreeMap::from([(ACCOUNT_KEY.to_owned(), account.to_owned())]),
         every: Some(Duration::from_secs(3600)),
         paused: false,
         status: ConnectionStatus::Idle,
@@ -276,7 +287,7 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &dyn Database
         Err(StoreError::ConnectionExists(_))
     ));
     let a = connections.get("a").unwrap().unwrap();
-    assert_eq!((a.config["realmId"].as_str(), a.every), ("1", Some(Duration::from_secs(3600))));
+    assert_eq!((a.config[ACCOUNT_KEY].as_str(), a.provider.as_str(), a.every), ("1", PROVIDER, Some(Duration::from_secs(3600))));
     assert_eq!(a.webhook_url.as_deref(), Some("https://app.example/hooks"));
     assert_eq!(connections.list().unwrap().len(), 2);
     assert_eq!(connections.secrets("a").unwrap(), Some(secrets));
@@ -333,15 +344,19 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     assert_eq!(due(&mut connections, 1_000), BTreeSet::from(["new".to_string(), "later".to_string()]));
     // A notification makes `later` due once it has been quiet for 100 µs.
     connections.update("new", &ConnectionUpdate { next_run_at_us: Some(Some(10_000)), ..Default::default() }).unwrap();
-    assert_eq!(connections.notify_realm("2", 600, None).unwrap(), vec!["later".to_string()]);
-    assert!(connections.notify_realm("999", 600, None).unwrap().is_empty());
+    assert_eq!(connections.notify(&route("2"), 600, None).unwrap(), vec!["later".to_string()]);
+    assert!(connections.notify(&route("999"), 600, None).unwrap().is_empty());
+    let elsewhere = super::NotificationRoute { provider: "another", ..route("2") };
+    assert!(connections.notify(&elsewhere, 600, None).unwrap().is_empty(), "another provider's account 2 is not ours");
+    let other_key = super::NotificationRoute { account_key: "other", ..route("2") };
+    assert!(connections.notify(&other_key, 600, None).unwrap().is_empty(), "matched by the key the provider names");
     assert!(due(&mut connections, 650).is_empty());
     assert_eq!(due(&mut connections, 700), BTreeSet::from(["later".to_string()]));
     connections.clear_notification("later", 650).unwrap();
     assert!(due(&mut connections, 700).is_empty(), "the run that started after it covers the notification");
 
     // A failing connection waits out its backoff, notified or not.
-    connections.notify_realm("2", 800, None).unwrap();
+    connections.notify(&route("2"), 800, None).unwrap();
     connections.update("later", &ConnectionUpdate { status: Some(ConnectionStatus::Failing), next_run_at_us: Some(Some(5_000)), ..Default::default() }).unwrap();
     assert!(due(&mut connections, 1_000).is_empty(), "notified, but backing off");
     assert_eq!(due(&mut connections, 5_000), BTreeSet::from(["later".to_string()]));
@@ -349,15 +364,15 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     // A notification runs only the connections of the app that signed it.
     let own = ConnectionSecrets { webhook_secret: None, verifier_token: Some("app-b".into()) };
     connections.insert(&connection("other-app", "2"), &oauth(), &own).unwrap();
-    assert_eq!(connections.notify_realm("2", 900, Some("app-b")).unwrap(), vec!["other-app".to_string()]);
-    assert!(connections.notify_realm("2", 900, Some("app-c")).unwrap().is_empty());
-    assert_eq!(connections.notify_realm("2", 900, None).unwrap(), vec!["later".to_string()], "the server's token: connections without their own");
+    assert_eq!(connections.notify(&route("2"), 900, Some("app-b")).unwrap(), vec!["other-app".to_string()]);
+    assert!(connections.notify(&route("2"), 900, Some("app-c")).unwrap().is_empty());
+    assert_eq!(connections.notify(&route("2"), 900, None).unwrap(), vec!["later".to_string()], "the server's token: connections without their own");
 }
 
 pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Database) {
     let mut connections = db.connections().unwrap();
     connections.insert(&connection("c", "1"), &oauth(), &Default::default()).unwrap();
-    connections.notify_realm("1", 25, None).unwrap();
+    connections.notify(&route("1"), 25, None).unwrap();
     let mut runs = db.runs().unwrap();
     let run = |id: &str, started_us: i64| RunRecord {
         id: id.into(),

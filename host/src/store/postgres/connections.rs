@@ -8,7 +8,7 @@ use super::{wait, Shared};
 use crate::time::now_us;
 use crate::store::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Delivery, DeliveryStatus,
-    Outcome, Removal, RunEnd, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
+    NotificationRoute, Outcome, Removal, RunEnd, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
 };
 
 pub struct PgConnections {
@@ -22,7 +22,7 @@ impl PgConnections {
 }
 
 const COLUMNS: &str = "id, base_url, config::text, every_secs, paused, status, status_message, failures, next_run_at, \
-     created_at, updated_at, webhook_url, notified_at";
+     created_at, updated_at, webhook_url, notified_at, provider";
 
 fn connection_from(row: &Row) -> Result<Connection, StoreError> {
     let id: String = row.get(0);
@@ -45,6 +45,7 @@ fn connection_from(row: &Row) -> Result<Connection, StoreError> {
         updated_us: row.get(10),
         webhook_url: row.get(11),
         notified_at_us: row.get(12),
+        provider: row.get(13),
         id,
     })
 }
@@ -64,8 +65,8 @@ impl ConnectionStore for PgConnections {
             let inserted = tx
                 .execute(
                     "INSERT INTO connections (id, base_url, config, every_secs, paused, status, status_message, failures,
-                                              next_run_at, created_at, updated_at, webhook_url)
-                     VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (id) DO NOTHING",
+                                              next_run_at, created_at, updated_at, webhook_url, provider)
+                     VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
                     &[
                         &connection.id,
                         &connection.base_url,
@@ -78,6 +79,7 @@ impl ConnectionStore for PgConnections {
                         &connection.next_run_at_us,
                         &now,
                         &connection.webhook_url,
+                        &connection.provider,
                     ],
                 )
                 .await?;
@@ -215,14 +217,14 @@ impl ConnectionStore for PgConnections {
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
-    fn notify_realm(&mut self, realm: &str, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
+    fn notify(&mut self, route: &NotificationRoute<'_>, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
         let client = self.connection.lock();
         let rows = wait(client.query(
             "UPDATE connections SET notified_at = $2
-             WHERE config ->> 'realmId' = $1
+             WHERE provider = $4 AND config ->> $5 = $1
                AND (SELECT verifier_token FROM credentials WHERE connection = connections.id) IS NOT DISTINCT FROM $3
              RETURNING id",
-            &[&realm, &now_us, &verifier],
+            &[&route.account, &now_us, &verifier, &route.provider, &route.account_key],
         ))?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }

@@ -8,7 +8,10 @@ use deadpool_postgres::Object;
 use super::lock_key;
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../migrations/postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../migrations/postgres/0001_schema.sql")),
+    (2, include_str!("../../../migrations/postgres/0002_connection_provider.sql")),
+];
 
 /// The schema version this host writes.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

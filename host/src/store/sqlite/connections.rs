@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{now_us, Shared};
 use crate::store::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Outcome, Removal, RunEnd, RunHistory,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, NotificationRoute, Outcome, Removal,
+    RunEnd, RunHistory,
     RunRecord, StoreError, StoredCredentials, Tokens, Trigger,
 };
 
@@ -21,7 +22,7 @@ impl SqliteConnections {
 }
 
 const COLUMNS: &str = "id, base_url, config, every_secs, paused, status, status_message, failures, next_run_at, \
-     created_at, updated_at, webhook_url, notified_at";
+     created_at, updated_at, webhook_url, notified_at, provider";
 
 fn connection_from(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreError>> {
     let id: String = row.get(0)?;
@@ -47,6 +48,7 @@ fn connection_from(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreEr
         updated_us: row.get(10)?,
         webhook_url: row.get(11)?,
         notified_at_us: row.get(12)?,
+        provider: row.get(13)?,
         id,
     }))
 }
@@ -84,8 +86,8 @@ impl ConnectionStore for SqliteConnections {
         let now = now_us();
         tx.execute(
             "INSERT INTO connections (id, base_url, config, every_secs, paused, status, status_message, failures, next_run_at,
-                                      created_at, updated_at, webhook_url)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                                      created_at, updated_at, webhook_url, provider)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
             params![
                 connection.id,
                 connection.base_url,
@@ -98,6 +100,7 @@ impl ConnectionStore for SqliteConnections {
                 connection.next_run_at_us,
                 now,
                 connection.webhook_url,
+                connection.provider,
             ],
         )?;
         match credentials {
@@ -224,15 +227,19 @@ impl ConnectionStore for SqliteConnections {
         Ok(tokens)
     }
 
-    fn notify_realm(&mut self, realm: &str, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
+    fn notify(&mut self, route: &NotificationRoute<'_>, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
         let db = self.connection.lock();
         let mut statement = db.prepare_cached(
             "UPDATE connections SET notified_at = ?2
-             WHERE json_extract(config, '$.realmId') = ?1
+             WHERE provider = ?4 AND json_extract(config, ?5) = ?1
                AND (SELECT verifier_token FROM credentials WHERE connection = connections.id) IS ?3
              RETURNING id",
         )?;
-        let ids = statement.query_map(params![realm, now_us, verifier], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        // A JSON path with the key quoted, whatever characters it has.
+        let path = format!("$.{}", serde_json::Value::String(route.account_key.to_owned()));
+        let ids = statement
+            .query_map(params![route.account, now_us, verifier, route.provider, path], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
         Ok(ids)
     }
 

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("../../../migrations/sqlite/0003_connections.sql")),
     (4, include_str!("../../../migrations/sqlite/0004_webhooks.sql")),
     (5, include_str!("../../../migrations/sqlite/0005_run_workers.sql")),
+    (6, include_str!("../../../migrations/sqlite/0006_connection_provider.sql")),
 ];
 
 /// The schema version this host writes.
