@@ -271,6 +271,15 @@ fn trigger_reset_pause_resume_frequency_and_history_through_the_api() {
     assert_eq!(last["summary"]["added"], 333, "{last}");
     let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({"empty": true}));
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")));
+    let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({"colour": "blue"}));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_field")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("`colour`"), "names the field: {body}");
+    let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({"reset": "yes"}));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")), "{body}");
+    let (status, body) = serve.api.send_json("PATCH", "/connections/acme", &auth, &json!({"every": "1h", "paused": true}));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_field")), "{body}");
+    let (status, _) = serve.api.send_json("POST", "/connections/acme/sync", &[], &json!({}));
+    assert_eq!(status, 401, "the API key, checked before anything else");
 
     // Pause and resume.
     let (status, paused) = serve.api.request("POST", "/connections/acme/pause", &auth);

@@ -19,7 +19,13 @@ import { BlockingFetch, sleepSync } from './blocking-fetch.mjs';
 import { WitError } from './errors.mjs';
 
 /** Headers only the host sets. */
-const FORBIDDEN_HEADERS = new Set(['authorization', 'proxy-authorization', 'host', 'cookie']);
+// The credentials the component must not see or forge, and wasi-http's
+// default forbidden list (hop-by-hop headers that could smuggle a request);
+// the same list as sync-host's, which the conformance component checks.
+const FORBIDDEN_HEADERS = new Set([
+  'authorization', 'cookie', 'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization',
+  'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings',
+]);
 /** Largest response body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 

@@ -2,7 +2,7 @@
 //! schedule, run now, reset, pause, resume, frequency, and run history.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -130,38 +130,53 @@ impl ApiState {
     }
 }
 
-/// The JSON body of a request, as an object; empty means `{}`.
-fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request("invalid_body", format!("the body must be a JSON object; it is not JSON: {e}"))),
-    }
+/// A request's JSON body as `T`; an empty body means `{}`. `T` refuses
+/// fields it does not know (`deny_unknown_fields`), and the error names them.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| {
+        // serde's message names the field as sent: cut a huge one short.
+        let mut why = e.to_string();
+        if let Some((cut, _)) = why.char_indices().nth(200) {
+            why.truncate(cut);
+            why.push('…');
+        }
+        if why.starts_with("unknown field") {
+            ApiError::bad_request("unknown_field", why)
+        } else {
+            ApiError::bad_request("invalid_body", format!("the body must be a JSON object of the documented fields: {why}"))
+        }
+    })
 }
 
-fn known_fields(body: &serde_json::Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
-    match body.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(key) => Err(ApiError::bad_request(
-            "unknown_field",
-            format!("unknown field `{}`; known: {}", shorten(key), known.join(", ")),
-        )),
-        None => Ok(()),
-    }
+/// The body of `POST /connections/{id}/sync`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncRequest {
+    /// Forget the checkpoint first (null: false).
+    #[serde(default)]
+    reset: Option<bool>,
+    /// With `reset`, delete the records too.
+    #[serde(default)]
+    empty: Option<bool>,
 }
 
-fn flag(body: &serde_json::Map<String, Value>, name: &str) -> Result<bool, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(ApiError::bad_request("invalid_body", format!("`{name}` must be true or false"))),
-    }
+/// The body of `PATCH /connections/{id}`: `every` absent, null (the
+/// component's frequency) or a duration.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchRequest {
+    #[serde(default, deserialize_with = "present")]
+    every: Option<Value>,
 }
 
-async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
+/// A field that is there, null included (`Some(Value::Null)`), as opposed
+/// to absent (`None`, by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let views = blocking(move || {
         let connections = state.db.connections().and_then(|mut c| c.list()).map_err(store)?;
         connections.into_iter().map(|c| state.view(c)).collect::<Result<Vec<_>, _>>()
@@ -170,22 +185,18 @@ async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Respo
     Ok(Json(json!({ "connections": views })).into_response())
 }
 
-async fn show(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
+async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = blocking(move || state.view(state.connection(&id)?)).await?;
     Ok(Json(view).into_response())
 }
 
 async fn patch(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
-    let body = body_object(&super::request_body(body)?)?;
-    known_fields(&body, &["every"])?;
-    let every = match body.get("every") {
+    let body: PatchRequest = json_body(&super::request_body(body)?)?;
+    let every = match &body.every {
         None => return Err(ApiError::bad_request("invalid_body", "nothing to change: give `every`")),
         Some(Value::Null) => None,
         Some(Value::String(text)) => Some(parse_every(text).map_err(|why| ApiError::bad_request("invalid_every", why))?),
@@ -211,14 +222,11 @@ async fn patch(
 
 async fn sync(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
-    let body = body_object(&super::request_body(body)?)?;
-    known_fields(&body, &["reset", "empty"])?;
-    let (reset, empty) = (flag(&body, "reset")?, flag(&body, "empty")?);
+    let body: SyncRequest = json_body(&super::request_body(body)?)?;
+    let (reset, empty) = (body.reset.unwrap_or(false), body.empty.unwrap_or(false));
     if empty && !reset {
         return Err(ApiError::bad_request("invalid_body", "`empty` needs `reset`: emptying the records forgets the checkpoint too"));
     }
@@ -258,14 +266,12 @@ async fn sync(
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
-async fn pause(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
+async fn pause(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = blocking(move || state.update(&id, &ConnectionUpdate { paused: Some(true), ..Default::default() })).await?;
     Ok(Json(view).into_response())
 }
 
-async fn resume(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
+async fn resume(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = blocking(move || {
         let view = state.update(&id, &ConnectionUpdate { paused: Some(false), ..Default::default() })?;
         state.wake();
@@ -315,11 +321,9 @@ fn page_parameters<C>(
 
 async fn runs(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
     let (limit, before) = page_parameters(query, decode_run_cursor)?;
     let page = blocking(move || {
         state.connection(&id)?;
@@ -367,11 +371,9 @@ impl From<Delivery> for DeliveryView {
 
 async fn deliveries(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
     let (limit, before) = page_parameters(query, |cursor| {
         cursor.parse::<i64>().map_err(|_| {
             ApiError::bad_request("invalid_cursor", format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)))

@@ -214,7 +214,7 @@ impl ApiState {
 
     /// Checks `Authorization: Bearer <key>` when a key is configured (the
     /// scheme's name in any case, as HTTP has it).
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(expected) = &self.api_key_hash else { return Ok(()) };
         let given = headers
             .get(header::AUTHORIZATION)
@@ -253,18 +253,22 @@ pub fn internal(error: impl std::fmt::Display) -> ApiError {
 
 /// The router: every declared endpoint, `/openapi.json`, JSON 404 and 405.
 pub fn router(state: ApiState) -> Router {
-    let mut router = Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
-        .route("/webhooks/{provider}", axum::routing::post(webhooks::notification))
-        .merge(control::routes());
+    // Everything but the OpenAPI document and providers' notifications
+    // (their signature authenticates them) is behind the API key, checked
+    // once, before a handler looks at the request (its body included).
+    let mut protected = Router::new().route("/metrics", get(metrics)).merge(control::routes());
     for endpoint in state.endpoints.iter().filter(|e| e.method.eq_ignore_ascii_case("GET")) {
         let model = endpoint.model.clone();
-        router = router.route(
+        protected = protected.route(
             &endpoint.path,
             get(move |state: State<ApiState>, headers: HeaderMap, query: RawQuery| list(state, headers, query, model)),
         );
     }
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
+    let router = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/webhooks/{provider}", axum::routing::post(webhooks::notification))
+        .merge(protected);
     router
         .fallback(|| async {
             ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such endpoint".into() }
@@ -279,10 +283,18 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Prometheus' text format (docs/webhooks.md, "Metrics"); behind the API key
-/// like everything but the OpenAPI document.
-async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
+/// Refuses a request without the server's API key (when it has one).
+async fn require_api_key(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    state.authorize(request.headers())?;
+    Ok(next.run(request).await)
+}
+
+/// Prometheus' text format (docs/webhooks.md, "Metrics"); behind the API key.
+async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let db = state.db.clone();
     let by_status = tokio::task::spawn_blocking(move || {
         let connections = db.connections().and_then(|mut c| c.list()).map_err(internal)?;
@@ -317,7 +329,6 @@ async fn list(
     RawQuery(query): RawQuery,
     model: String,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers)?;
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();

@@ -9,9 +9,25 @@ use super::{Interrupted, Limit, LimitExceeded, StopSignal};
 use crate::bindings::portable_sync::sync::proxy as wit;
 use crate::provider::client::{Method, Waits};
 use crate::provider::{ProviderClient, ProviderError, ProviderRequest};
+use http::header::{self, HeaderName, HeaderValue};
 
-/// Headers only the host sets.
-const FORBIDDEN_HEADERS: &[&str] = &["authorization", "proxy-authorization", "host", "cookie"];
+/// Headers the host sets or that belong to the connection, never the
+/// component's: the credentials it must not see or forge (`authorization`,
+/// `cookie`) and wasi-http's default forbidden list (`DEFAULT_FORBIDDEN_HEADERS`:
+/// hop-by-hop headers that would let a request smuggle another).
+const FORBIDDEN_HEADERS: [HeaderName; 11] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    HeaderName::from_static("http2-settings"),
+];
 
 /// Limits on the proxy per run.
 #[derive(Debug, Clone, Copy)]
@@ -90,15 +106,16 @@ pub fn check_path(path: &str) -> Result<(), String> {
 /// with control characters (CR and LF could end the header line early and
 /// smuggle another one).
 pub fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     for (name, value) in headers {
-        if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let Ok(parsed) = HeaderName::from_bytes(name.as_bytes()) else {
+            return Err(format!("`{}` is not a valid header name", name.escape_debug()));
+        };
+        if FORBIDDEN_HEADERS.contains(&parsed) {
             return Err(format!("`{name}` is set by the host"));
         }
-        if name.is_empty() || !name.bytes().all(token) {
-            return Err(format!("`{}` is not a valid header name", name.escape_debug()));
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
+        // What HTTP allows in a value (HeaderValue: no CR, LF, NUL or other
+        // ASCII control but tab), and no Unicode control character either.
+        if value.chars().any(|c| c.is_control() && c != '\t') || HeaderValue::from_bytes(value.as_bytes()).is_err() {
             return Err(format!("the value of `{name}` contains a control character (CR, LF, NUL, …)"));
         }
     }

@@ -57,10 +57,6 @@ impl std::hash::Hasher for HashInto<'_> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl ComponentCache {
     /// Opens (creating) `dir`. Refuses a directory another user owns or can
     /// write to: its entries could not be trusted.
@@ -94,7 +90,7 @@ impl ComponentCache {
         let mut engine_digest = Sha256::new();
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut HashInto(&mut engine_digest));
         let engine_digest = engine_digest.finalize();
-        let name = format!("{}-{}.cwasm", hex(component_sha256), hex(&engine_digest[..8]));
+        let name = format!("{}-{}.cwasm", hex::encode(component_sha256), hex::encode(&engine_digest[..8]));
         let mut context = component_sha256.to_vec();
         context.extend_from_slice(&engine_digest);
         (self.dir.join(name), context)

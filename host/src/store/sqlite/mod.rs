@@ -161,7 +161,7 @@ impl SqliteDatabase {
     fn lock_path(&self, connection: &str, kind: &str) -> PathBuf {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(connection.as_bytes());
-        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let name = hex::encode(&digest[..12]);
         let mut dir = self.path.clone().into_os_string();
         dir.push("-locks");
         PathBuf::from(dir).join(format!("{name}.{kind}.lock"))
