@@ -401,8 +401,6 @@ fn render(record: &StoredRecord) -> Result<Box<RawValue>, ApiError> {
         .map_err(|e| internal(format!("record {}: {e}", record.id)))
 }
 
-/// Microseconds since the epoch as RFC 3339 UTC with microseconds.
-
 #[cfg(test)]
 mod tests {
     use super::*;

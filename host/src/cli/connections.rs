@@ -13,7 +13,7 @@ use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMo
 #[derive(Subcommand)]
 pub enum ConnectionsCommand {
     /// Add a connection the scheduler runs (`serve --schedule`).
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Print every connection, one JSON object a line.
     List {
         /// The host's database.
@@ -117,7 +117,7 @@ pub struct AddArgs {
 
 pub fn run(command: ConnectionsCommand) -> anyhow::Result<()> {
     match command {
-        ConnectionsCommand::Add(args) => add(args),
+        ConnectionsCommand::Add(args) => add(*args),
         ConnectionsCommand::List { db } => list(&db),
         ConnectionsCommand::Remove { id, db, purge } => remove(&id, &db, purge),
     }
