@@ -30,7 +30,12 @@ fn synced(backend: Backend) -> Harness {
     let acme = FakeQbo::new(REALM, TOKEN);
     acme.seed_recorded();
     let acme_server = acme.start().unwrap();
-    let spec = sync_host::runs::ConnectionSpec::new("acme", &acme_server.base_url(), quickbooks::config(REALM), Some(TOKEN.into()));
+    let spec = sync_host::runs::ConnectionSpec::new(
+        "acme",
+        &acme_server.base_url(),
+        quickbooks::config(REALM),
+        Some(TOKEN.into()),
+    );
     sync_host::runs::Runner::new(runtime(), harness.database()).run(&spec, None).unwrap();
     harness.connection = "default".into();
     harness
@@ -106,7 +111,10 @@ fn filters_and_modified_after_combine(backend: Backend) {
     assert_eq!(by_action("DELETED").len(), 24);
     let live: HashSet<String> = by_action("ADDED").union(&by_action("UPDATED")).cloned().collect();
     assert_eq!(as_set(page_all(&serve.api, "filter=added,updated&limit=50", &[])), live);
-    assert_eq!(as_set(page_all(&serve.api, "filter=updated,deleted,updated", &[])).len(), by_action("UPDATED").len() + 24);
+    assert_eq!(
+        as_set(page_all(&serve.api, "filter=updated,deleted,updated", &[])).len(),
+        by_action("UPDATED").len() + 24
+    );
 
     let pivot = all[all.len() / 2]["_nango_metadata"]["last_modified_at"].as_str().unwrap().to_owned();
     let after: Vec<Value> = all

@@ -43,8 +43,20 @@ fn sync_host_passes_every_conformance_case() {
     let db = harness.db();
     let (ok, _, stderr) = sync_host_cli(
         &[
-            "run", "--component", &wasm, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM,
-            "--connection", "conformance", "--retry-max-wait-secs", "1", "-v",
+            "run",
+            "--component",
+            &wasm,
+            "--db",
+            db.as_str(),
+            "--base-url",
+            &harness.base_url,
+            "--realm-id",
+            REALM,
+            "--connection",
+            "conformance",
+            "--retry-max-wait-secs",
+            "1",
+            "-v",
         ],
         &[("QBO_ACCESS_TOKEN", TOKEN)],
     )

@@ -80,7 +80,10 @@ fn by_id(records: Vec<Value>) -> Records {
 fn assert_same_records(phase: &str, rust: &Records, node: &Records) {
     let only_rust: Vec<&String> = rust.keys().filter(|k| !node.contains_key(*k)).collect();
     let only_node: Vec<&String> = node.keys().filter(|k| !rust.contains_key(*k)).collect();
-    assert!(only_rust.is_empty() && only_node.is_empty(), "{phase}: only in Rust: {only_rust:?}; only in Node: {only_node:?}");
+    assert!(
+        only_rust.is_empty() && only_node.is_empty(),
+        "{phase}: only in Rust: {only_rust:?}; only in Node: {only_node:?}"
+    );
     for (id, (record, deleted)) in rust {
         let (node_record, node_deleted) = &node[id];
         assert_eq!(record, node_record, "{phase}: record {id} differs");

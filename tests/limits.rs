@@ -13,7 +13,9 @@ use sync_host::store::{ListQuery, Scope};
 
 fn hostile() -> Arc<SyncRuntime> {
     static RUNTIME: std::sync::OnceLock<Arc<SyncRuntime>> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| Arc::new(SyncRuntime::from_file(hostile_wasm()).expect("the hostile component loads"))).clone()
+    RUNTIME
+        .get_or_init(|| Arc::new(SyncRuntime::from_file(hostile_wasm()).expect("the hostile component loads")))
+        .clone()
 }
 
 /// A provider, and a store that already holds one record of the model.
@@ -38,7 +40,8 @@ fn spec(harness: &Harness, behaviour: &str, limits: RunLimits) -> ConnectionSpec
 
 /// The store holds exactly the record it held, and `also`.
 fn assert_store_intact(harness: &Harness, also: &[&str]) {
-    let page = harness.database().records().unwrap().list(&scope(), &ListQuery { limit: 1000, ..Default::default() }).unwrap();
+    let page =
+        harness.database().records().unwrap().list(&scope(), &ListQuery { limit: 1000, ..Default::default() }).unwrap();
     let mut ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
     ids.sort();
     let mut expected = vec!["kept"];
@@ -60,13 +63,17 @@ fn assert_stopped(behaviour: &str, limits: RunLimits, limit: &str) {
 
 #[test]
 fn an_endless_loop_is_stopped_at_the_deadline() {
-    let limits = RunLimits { instance: InstanceLimits { deadline: Duration::from_millis(500), ..Default::default() }, ..Default::default() };
+    let limits = RunLimits {
+        instance: InstanceLimits { deadline: Duration::from_millis(500), ..Default::default() },
+        ..Default::default()
+    };
     assert_stopped("endless-loop", limits, "deadline");
 }
 
 #[test]
 fn a_memory_balloon_is_stopped_at_the_memory_limit() {
-    let limits = RunLimits { instance: InstanceLimits { memory_bytes: 32 << 20, ..Default::default() }, ..Default::default() };
+    let limits =
+        RunLimits { instance: InstanceLimits { memory_bytes: 32 << 20, ..Default::default() }, ..Default::default() };
     assert_stopped("memory-balloon", limits, "memory limit");
 }
 
@@ -97,7 +104,9 @@ fn a_huge_response_is_stopped_at_the_bytes_per_response_limit() {
 #[test]
 fn invalid_records_non_string_ids_and_undeclared_models_are_refused_and_store_nothing() {
     let (harness, runner) = setup();
-    runner.run(&spec(&harness, "bad-records", RunLimits::default()), None).expect("each refusal is an error the component sees");
+    runner
+        .run(&spec(&harness, "bad-records", RunLimits::default()), None)
+        .expect("each refusal is an error the component sees");
     assert_store_intact(&harness, &["good"]);
 }
 
@@ -111,7 +120,8 @@ fn escaping_paths_and_smuggled_headers_never_reach_the_provider() {
 #[test]
 fn components_that_import_sockets_or_the_filesystem_are_refused_before_they_run() {
     for import in ["wasi:sockets/tcp@0.2.6", "wasi:filesystem/preopens@0.2.6"] {
-        let bytes = wat::parse_str(format!(r#"(component (import "{import}" (instance (export "f" (func)))))"#)).unwrap();
+        let bytes =
+            wat::parse_str(format!(r#"(component (import "{import}" (instance (export "f" (func)))))"#)).unwrap();
         let error = match SyncRuntime::from_bytes(&bytes) {
             Ok(_) => panic!("a component importing {import} must not load"),
             Err(error) => format!("{error:#}"),
@@ -143,7 +153,8 @@ fn limits_out_of_range_are_refused_naming_the_flag_before_anything_runs() {
         ("--retry-budget-secs", "18446744073709551615"),
         ("--memory-mib", "17592186044416"),
     ] {
-        let args = ["run", "--db", db.as_str(), "--base-url", harness.base_url.as_str(), "--realm-id", "1", flag, value];
+        let args =
+            ["run", "--db", db.as_str(), "--base-url", harness.base_url.as_str(), "--realm-id", "1", flag, value];
         let (ok, _, stderr) = sync_host_cli(&args, &[("QBO_ACCESS_TOKEN", TOKEN)]).unwrap();
         assert!(!ok && stderr.contains(flag) && !stderr.contains("panicked"), "{flag} {value}: {stderr}");
     }
@@ -163,12 +174,14 @@ fn the_demo_refuses_to_replace_a_file_it_did_not_make() {
     // A store of real connections is refused too; the demo's own is recreated.
     let harness = Harness::new(company(10, 0, 0.0));
     add_connection(&harness.db(), "acme", &harness.base_url, &["--access-token", TOKEN]);
-    let (ok, _, stderr) = sync_host_cli(&["demo", "--no-serve", "--customers", "10", "--db", &harness.db()], &[]).unwrap();
+    let (ok, _, stderr) =
+        sync_host_cli(&["demo", "--no-serve", "--customers", "10", "--db", &harness.db()], &[]).unwrap();
     assert!(!ok && stderr.contains("not the demo's"), "{stderr}");
     let demo_db = dir.path().join("demo.sqlite");
     let demo_db = demo_db.to_str().unwrap();
     for _ in 0..2 {
-        let (ok, _, stderr) = sync_host_cli(&["demo", "--no-serve", "--customers", "10", "--db", demo_db], &[]).unwrap();
+        let (ok, _, stderr) =
+            sync_host_cli(&["demo", "--no-serve", "--customers", "10", "--db", demo_db], &[]).unwrap();
         assert!(ok, "{stderr}");
     }
 }

@@ -27,8 +27,17 @@ fn cli_run(harness: &Harness, extra: &[&str]) -> (bool, String, String) {
     let db = harness.db();
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let mut args = vec![
-        "run", "--component", &wasm, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM,
-        "--retry-max-wait-secs", "1",
+        "run",
+        "--component",
+        &wasm,
+        "--db",
+        db.as_str(),
+        "--base-url",
+        &harness.base_url,
+        "--realm-id",
+        REALM,
+        "--retry-max-wait-secs",
+        "1",
     ];
     args.extend_from_slice(extra);
     sync_host_cli(&args, &[("QBO_ACCESS_TOKEN", TOKEN)]).unwrap()
@@ -178,7 +187,10 @@ fn customers_added_or_edited_during_a_reconciliation_are_never_deleted_by_it() {
         assert!(live.contains_key(id), "{id}, added during the listing, is live");
     }
     assert!(live.contains_key(&ids[5]), "edited during the listing, still live");
-    assert!(harness.database().records().unwrap().current_listing(&scope_of(&harness)).unwrap().is_none(), "the listing completed");
+    assert!(
+        harness.database().records().unwrap().current_listing(&scope_of(&harness)).unwrap().is_none(),
+        "the listing completed"
+    );
     harness.assert_store_matches_upstream();
 }
 

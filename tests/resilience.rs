@@ -25,7 +25,8 @@ fn assert_checkpoint_not_ahead_of_store(harness: &Harness) {
     let since = chrono::DateTime::parse_from_rfc3339(since).unwrap();
     let live = harness.live_customers();
     for customer in harness.fake.all_customers() {
-        let at = chrono::DateTime::parse_from_rfc3339(customer["MetaData"]["LastUpdatedTime"].as_str().unwrap()).unwrap();
+        let at =
+            chrono::DateTime::parse_from_rfc3339(customer["MetaData"]["LastUpdatedTime"].as_str().unwrap()).unwrap();
         if at < since && customer["Active"].as_bool().unwrap_or(true) {
             let id = customer["Id"].as_str().unwrap();
             assert!(live.contains_key(id), "checkpoint at {since} is ahead of customer {id} ({at}), not stored");
@@ -227,7 +228,8 @@ fn customers_deleted_outright_are_deleted_through_cdc() {
     let harness = Harness::new(company(400, 10, 0.0));
     harness.sync();
     harness.fake.advance(Duration::hours(2));
-    let merged: Vec<String> = harness.fake.all_customers().iter().take(4).map(|c| c["Id"].as_str().unwrap().to_owned()).collect();
+    let merged: Vec<String> =
+        harness.fake.all_customers().iter().take(4).map(|c| c["Id"].as_str().unwrap().to_owned()).collect();
     for id in &merged {
         assert!(harness.fake.delete_outright(id));
     }
@@ -271,7 +273,8 @@ fn beyond_cdc_s_thirty_days_the_run_still_succeeds_without_cdc() {
 #[test]
 fn a_guest_over_its_memory_limit_is_stopped_and_the_host_stays_up() {
     let harness = Harness::new(company(1000, 10, 0.0));
-    let limits = RunLimits { instance: InstanceLimits { memory_bytes: 2 << 20, ..Default::default() }, ..Default::default() };
+    let limits =
+        RunLimits { instance: InstanceLimits { memory_bytes: 2 << 20, ..Default::default() }, ..Default::default() };
     let error = failure_text(harness.run_with(Some(TOKEN.into()), limits));
     assert!(error.contains("memory limit"), "{error}");
     harness.sync();

@@ -82,11 +82,8 @@ fn full_then_incremental_then_idle() {
     assert_eq!(incremental.outcome.deleted as usize, archived.len());
     harness.assert_store_matches_upstream();
 
-    let by_id: BTreeMap<String, Value> = harness
-        .api_records("limit=500")
-        .into_iter()
-        .map(|r| (r["id"].as_str().unwrap().to_owned(), r))
-        .collect();
+    let by_id: BTreeMap<String, Value> =
+        harness.api_records("limit=500").into_iter().map(|r| (r["id"].as_str().unwrap().to_owned(), r)).collect();
     for id in &archived {
         let meta = &by_id[id]["_nango_metadata"];
         assert_eq!(meta["last_action"], "DELETED", "archived customer {id}");
@@ -148,9 +145,7 @@ fn command_line_run_prints_one_json_summary_and_fails_clearly() {
     let harness = Harness::new(fake);
     let db = harness.db();
     let wasm = guest_wasm().to_str().unwrap().to_owned();
-    let args = [
-        "run", "--component", &wasm, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM,
-    ];
+    let args = ["run", "--component", &wasm, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM];
 
     let (ok, stdout, stderr) = sync_host_cli(&args, &[("QBO_ACCESS_TOKEN", TOKEN)]).unwrap();
     assert!(ok, "stderr: {stderr}");
@@ -204,7 +199,10 @@ fn the_component_imports_only_its_world_and_the_wasi_std_needs() {
 
 #[test]
 fn a_component_that_wants_the_filesystem_is_refused_by_name() {
-    let component = wat::parse_str(r#"(component (import "wasi:filesystem/preopens@0.2.6" (instance (export "get-directories" (func)))))"#).unwrap();
+    let component = wat::parse_str(
+        r#"(component (import "wasi:filesystem/preopens@0.2.6" (instance (export "get-directories" (func)))))"#,
+    )
+    .unwrap();
     let error = match sync_host::runtime::SyncRuntime::from_bytes(&component) {
         Ok(_) => panic!("a component importing wasi:filesystem must not load"),
         Err(error) => format!("{error:#}"),

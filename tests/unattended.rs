@@ -28,7 +28,18 @@ fn add_oauth_connection(harness: &Harness, id: &str, refresh_token: &str, every:
         &harness.db(),
         id,
         &harness.base_url,
-        &["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--refresh-token", refresh_token, "--token-url", &token_url, "--every", every],
+        &[
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--refresh-token",
+            refresh_token,
+            "--token-url",
+            &token_url,
+            "--every",
+            every,
+        ],
     );
 }
 
@@ -100,7 +111,11 @@ fn refreshes_mid_sync_with_no_secret_in_a_trace_log(harness: Harness, first_refr
     let rotated = stored_refresh_token(&harness, "acme");
     assert_ne!(rotated, first_refresh, "the rotated refresh token was stored");
     let all_output = format!("{stdout}{stderr}");
-    assert_no_secret("the run's output (RUST_LOG=trace)", &all_output, &[CLIENT_SECRET, &first_refresh, &rotated, "fake-access-"]);
+    assert_no_secret(
+        "the run's output (RUST_LOG=trace)",
+        &all_output,
+        &[CLIENT_SECRET, &first_refresh, &rotated, "fake-access-"],
+    );
 }
 
 #[test]
@@ -239,7 +254,9 @@ fn trigger_reset_pause_resume_frequency_and_history_through_the_api() {
     let (status, _) = serve.api.get("/connections", &[]);
     assert_eq!(status, 401, "the control API takes the API key");
     wait_until("the first run", Wait::from_secs(30), || {
-        serve.api.get("/connections/acme/runs", &auth).1["runs"].as_array().is_some_and(|r| r.iter().any(|r| !r["outcome"].is_null()))
+        serve.api.get("/connections/acme/runs", &auth).1["runs"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| !r["outcome"].is_null()))
     });
     let shown = serve.api.get("/connections/acme", &auth).1;
     assert_eq!((shown["status"].as_str(), shown["every"].as_str()), (Some("idle"), Some("1h")), "{shown}");
@@ -276,7 +293,8 @@ fn trigger_reset_pause_resume_frequency_and_history_through_the_api() {
     assert!(body["error"]["message"].as_str().unwrap().contains("`colour`"), "names the field: {body}");
     let (status, body) = serve.api.send_json("POST", "/connections/acme/sync", &auth, &json!({"reset": "yes"}));
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")), "{body}");
-    let (status, body) = serve.api.send_json("PATCH", "/connections/acme", &auth, &json!({"every": "1h", "paused": true}));
+    let (status, body) =
+        serve.api.send_json("PATCH", "/connections/acme", &auth, &json!({"every": "1h", "paused": true}));
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_field")), "{body}");
     let (status, _) = serve.api.send_json("POST", "/connections/acme/sync", &[], &json!({}));
     assert_eq!(status, 401, "the API key, checked before anything else");
@@ -388,16 +406,36 @@ fn control_api_answers_conform_to_the_openapi_document() {
     check("/connections", "get", 200, serve.api.get("/connections", &[]));
     check("/connections/{id}", "get", 200, serve.api.get("/connections/acme", &[]));
     check("/connections/{id}", "get", 404, serve.api.get("/connections/nobody", &[]));
-    check("/connections/{id}", "patch", 200, serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": "30m"})));
-    check("/connections/{id}", "patch", 400, serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": 5})));
+    check(
+        "/connections/{id}",
+        "patch",
+        200,
+        serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": "30m"})),
+    );
+    check(
+        "/connections/{id}",
+        "patch",
+        400,
+        serve.api.send_json("PATCH", "/connections/acme", &[], &json!({"every": 5})),
+    );
     check("/connections/{id}/pause", "post", 200, serve.api.request("POST", "/connections/acme/pause", &[]));
     check("/connections/{id}/sync", "post", 409, serve.api.request("POST", "/connections/acme/sync", &[]));
     check("/connections/{id}/resume", "post", 200, serve.api.request("POST", "/connections/acme/resume", &[]));
-    check("/connections/{id}/sync", "post", 202, serve.api.send_json("POST", "/connections/acme/sync", &[], &json!({"reset": true})));
+    check(
+        "/connections/{id}/sync",
+        "post",
+        202,
+        serve.api.send_json("POST", "/connections/acme/sync", &[], &json!({"reset": true})),
+    );
     check("/connections/{id}/runs", "get", 200, serve.api.get("/connections/acme/runs?limit=1", &[]));
     check("/connections/{id}/runs", "get", 400, serve.api.get("/connections/acme/runs?cursor=nope", &[]));
     check("/connections/{id}/deliveries", "get", 200, serve.api.get("/connections/acme/deliveries", &[]));
-    check("/webhooks/quickbooks", "post", 401, serve.api.send_json("POST", "/webhooks/quickbooks", &[("intuit-signature", "bad")], &json!([])));
+    check(
+        "/webhooks/quickbooks",
+        "post",
+        401,
+        serve.api.send_json("POST", "/webhooks/quickbooks", &[("intuit-signature", "bad")], &json!([])),
+    );
 }
 
 #[test]
@@ -434,11 +472,26 @@ fn connections_add_refuses_what_could_not_work_and_stores_nothing() {
     };
     let cases: [(&str, &str, &[&str], &str); 6] = [
         ("a b/c", base, &["--access-token", TOKEN], "is not a connection id"),
-        ("acme", "https://user:hunter2@example.com", &["--access-token", TOKEN], "--base-url must not carry a user name or password"),
+        (
+            "acme",
+            "https://user:hunter2@example.com",
+            &["--access-token", TOKEN],
+            "--base-url must not carry a user name or password",
+        ),
         ("acme", "example.com", &["--access-token", TOKEN], "must start with http:// or https://"),
         ("acme", base, &["--access-token", TOKEN, "--every", "9999999999999d"], "longer than the longest interval"),
-        ("acme", base, &["--access-token", TOKEN, "--webhook-url", "notaurl", "--webhook-secret", "s"], "must start with http"),
-        ("acme", base, &["--client-id", "a", "--client-secret", "b", "--refresh-token", "c", "--token-url", "ftp://x/"], "must start with http"),
+        (
+            "acme",
+            base,
+            &["--access-token", TOKEN, "--webhook-url", "notaurl", "--webhook-secret", "s"],
+            "must start with http",
+        ),
+        (
+            "acme",
+            base,
+            &["--client-id", "a", "--client-secret", "b", "--refresh-token", "c", "--token-url", "ftp://x/"],
+            "must start with http",
+        ),
     ];
     for (id, base_url, extra, why) in cases {
         let (ok, _, stderr) = add(id, base_url, extra);
@@ -457,7 +510,8 @@ fn credentials_from_the_environment_never_clash_with_flags_the_user_typed() {
     let db = harness.db();
     let wasm = guest_wasm().to_str().unwrap().to_owned();
     let add = |id: &str, extra: &[&str], env: &[(&str, &str)]| {
-        let mut args = vec!["connections", "add", id, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM];
+        let mut args =
+            vec!["connections", "add", id, "--db", db.as_str(), "--base-url", &harness.base_url, "--realm-id", REALM];
         args.extend(["--component", &wasm]);
         args.extend_from_slice(extra);
         sync_host_cli(&args, env).unwrap()
@@ -473,7 +527,10 @@ fn credentials_from_the_environment_never_clash_with_flags_the_user_typed() {
     // OAuth half given: the missing values named, by flag and by variable.
     let (ok, _, stderr) = add("half", &["--client-id", CLIENT_ID], &[("QBO_CLIENT_SECRET", "s")]);
     assert!(!ok, "{stderr}");
-    assert!(stderr.contains("--refresh-token (or QBO_REFRESH_TOKEN)") && !stderr.contains("--client-secret"), "{stderr}");
+    assert!(
+        stderr.contains("--refresh-token (or QBO_REFRESH_TOKEN)") && !stderr.contains("--client-secret"),
+        "{stderr}"
+    );
     // An exported QBO_CLIENT_ID and a typed access token: the access token.
     let (ok, _, stderr) = add("quick", &["--access-token", TOKEN], &[("QBO_CLIENT_ID", "exported")]);
     assert!(ok, "{stderr}");
@@ -484,9 +541,11 @@ fn a_purge_after_a_plain_remove_deletes_what_the_connection_left() {
     let harness = Harness::new(company(40, 0, 0.0));
     let db = harness.db();
     add_connection(&db, "acme", &harness.base_url, &["--access-token", TOKEN]);
-    let (ok, stdout, stderr) =
-        sync_host_cli(&["run", "--db", db.as_str(), "--connection", "acme", "--component", guest_wasm().to_str().unwrap()], &[])
-            .unwrap();
+    let (ok, stdout, stderr) = sync_host_cli(
+        &["run", "--db", db.as_str(), "--connection", "acme", "--component", guest_wasm().to_str().unwrap()],
+        &[],
+    )
+    .unwrap();
     assert!(ok, "{stdout}{stderr}");
     let stored = harness.connection_as("acme").live_customers().len();
     let records = harness.connection_as("acme").api_records("limit=10000").len();
@@ -569,7 +628,8 @@ fn sync_host_wait_returns_once_the_connection_is_settled() {
     assert!(!ok && stderr.contains("timed out after 1 s") && stderr.contains("webhook"), "{stderr}");
     let (ok, _, stderr) = wait(&["--api-key", "wrong"], &[]);
     assert!(!ok && stderr.contains("refused the API key") && !stderr.contains("wrong"), "{stderr}");
-    let (ok, _, stderr) = sync_host_cli(&["wait", "nobody", "--api", &serve.api.base_url, "--api-key", key], &[]).unwrap();
+    let (ok, _, stderr) =
+        sync_host_cli(&["wait", "nobody", "--api", &serve.api.base_url, "--api-key", key], &[]).unwrap();
     assert!(!ok && stderr.contains("no connection `nobody`"), "{stderr}");
     assert_no_secret("wait's output", &stderr, &[key]);
 }

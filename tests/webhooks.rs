@@ -28,10 +28,21 @@ fn sign(body: &str) -> String {
 }
 
 fn serve_args(receiver: &WebhookReceiver) -> Vec<String> {
-    ["--schedule", "--webhook-url", &receiver.url, "--webhook-secret", WEBHOOK_SECRET, "--qbo-verifier-token", VERIFIER,
-        "--webhook-retry-base-secs", "1", "--webhook-quiet-secs", "2"]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        "--schedule",
+        "--webhook-url",
+        &receiver.url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        "--qbo-verifier-token",
+        VERIFIER,
+        "--webhook-retry-base-secs",
+        "1",
+        "--webhook-quiet-secs",
+        "2",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 fn start(harness: &Harness, args: &[String]) -> ServeProcess {
@@ -56,7 +67,8 @@ fn a_run_that_changed_something_is_told_with_a_signed_webhook_and_one_that_chang
     assert_eq!((webhook["added"].as_u64(), webhook["success"].as_bool()), (Some(333), Some(true)), "{webhook}");
     // modified_after lets the application read exactly what changed.
     let since = webhook["modified_after"].as_str().unwrap();
-    let (_, page) = serve.api.get(&format!("/customers?modified_after={since}&limit=1000"), &[("Connection-Id", "acme")]);
+    let (_, page) =
+        serve.api.get(&format!("/customers?modified_after={since}&limit=1000"), &[("Connection-Id", "acme")]);
     assert_eq!(page["records"].as_array().unwrap().len(), 333);
     let shown = deliveries(&serve, "acme");
     assert_eq!((shown.len(), shown[0]["status"].as_str()), (1, Some("delivered")), "{shown:?}");
@@ -115,7 +127,10 @@ fn a_notification_with_a_bad_signature_is_refused_and_nothing_runs() {
     let serve = start(&harness, &serve_args(&receiver));
     wait_until("the first run", Wait::from_secs(30), || finished_runs(&serve, "acme").len() == 1);
     let url = format!("{}/webhooks/quickbooks", serve.api.base_url);
-    let status = harness.fake.notify(&url, "not-the-verifier", NotificationFormat::CloudEvents, &[("1", Operation::Update)]).unwrap();
+    let status = harness
+        .fake
+        .notify(&url, "not-the-verifier", NotificationFormat::CloudEvents, &[("1", Operation::Update)])
+        .unwrap();
     assert_eq!(status, 401);
     let (status, body) = serve.api.send_json("POST", "/webhooks/quickbooks", &[], &json!({"eventNotifications": []}));
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_signature")), "no signature at all");
@@ -148,7 +163,11 @@ fn a_burst_of_twenty_notifications_makes_one_incremental_run_in_either_format() 
             // Answered at once (Intuit wants it within 3 s): before the run it
             // asks for has even begun, not after it.
             let (_, history) = serve.api.get("/connections/acme/runs?limit=1000", &[]);
-            assert_eq!(history["runs"].as_array().unwrap().len(), round + 1, "no run began before the answer: {history}");
+            assert_eq!(
+                history["runs"].as_array().unwrap().len(),
+                round + 1,
+                "no run began before the answer: {history}"
+            );
         }
         let expected_runs = round + 2;
         wait_until("the notified run", Wait::from_secs(30), || finished_runs(&serve, "acme").len() == expected_runs);
@@ -185,7 +204,18 @@ fn metrics_move_as_runs_happen() {
         &harness.db(),
         "acme",
         &harness.base_url,
-        &["--client-id", "m-client", "--client-secret", "m-secret", "--refresh-token", &refresh, "--token-url", &token_url, "--every", "1h"],
+        &[
+            "--client-id",
+            "m-client",
+            "--client-secret",
+            "m-secret",
+            "--refresh-token",
+            &refresh,
+            "--token-url",
+            &token_url,
+            "--every",
+            "1h",
+        ],
     );
     let receiver = WebhookReceiver::start();
     let serve = start(&harness, &serve_args(&receiver));

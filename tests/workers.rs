@@ -62,7 +62,10 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
             created_us: 0,
             updated_us: 0,
         };
-        db.connections().unwrap().insert(&connection, &StoredCredentials::AccessToken(TOKEN.into()), &Default::default()).unwrap();
+        db.connections()
+            .unwrap()
+            .insert(&connection, &StoredCredentials::AccessToken(TOKEN.into()), &Default::default())
+            .unwrap();
     }
 
     let receiver = WebhookReceiver::start();
@@ -74,7 +77,8 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
     });
     let in_flight = runs(&db, "company-00").into_iter().find(|r| r.outcome.is_none()).unwrap();
     let pid: u32 = in_flight.worker.as_deref().unwrap().rsplit(':').next().unwrap().parse().unwrap();
-    let victim = workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid() == pid)).expect("a worker of ours runs it");
+    let victim =
+        workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid() == pid)).expect("a worker of ours runs it");
     // Killed once it has stored a page (pages take a second each, and the
     // worker may first have had to compile the component on a busy machine).
     wait_until("company 0's first page to be stored", Wait::from_secs(60), || {
@@ -116,7 +120,10 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
         .find(|w| w["connection_id"] == "company-00")
         .unwrap();
     assert_eq!(told["success"], true, "{told}");
-    assert!(started_us(told["modified_after"].as_str().unwrap()) <= in_flight.started_us, "from the killed run's start: {told}");
+    assert!(
+        started_us(told["modified_after"].as_str().unwrap()) <= in_flight.started_us,
+        "from the killed run's start: {told}"
+    );
     // Any worker serves the API.
     for worker in workers.iter().flatten() {
         let (status, body) = worker.api.get("/connections", &[]);

@@ -97,7 +97,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let component = component_path(args.component.clone())?;
     match args.command {
-        Some(Section::FullSync { sizes, rounds, postgres }) => full_sync(&component, &sizes, rounds, postgres.as_deref()),
+        Some(Section::FullSync { sizes, rounds, postgres }) => {
+            full_sync(&component, &sizes, rounds, postgres.as_deref())
+        }
         Some(Section::Idle { rounds }) => idle(&component, rounds),
         Some(Section::Api { depth, samples, seconds }) => api_section(depth, samples, seconds),
         Some(Section::Demo { customers }) => demo(&component, customers),
@@ -161,7 +163,8 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
         }
     } else {
         let runtime = Arc::new(SyncRuntime::from_file(component)?);
-        let mut spec = ConnectionSpec::new("bench", base_url, sync_host::providers::quickbooks::config("1"), Some("t".into()));
+        let mut spec =
+            ConnectionSpec::new("bench", base_url, sync_host::providers::quickbooks::config("1"), Some("t".into()));
         spec.quota = Some(Quota::default());
         let report = Runner::new(runtime, database).run(&spec, None)?;
         ChildReport {
@@ -294,7 +297,11 @@ fn api_section(depth: usize, samples: usize, seconds: u64) -> anyhow::Result<()>
     let state = ApiState::new(
         store::open(db.to_str().unwrap(), OpenMode::MustExist)?,
         None,
-        vec![sync_host::runtime::Endpoint { method: "GET".into(), path: "/customers".into(), model: "Customer".into() }],
+        vec![sync_host::runtime::Endpoint {
+            method: "GET".into(),
+            path: "/customers".into(),
+            model: "Customer".into(),
+        }],
     );
     tokio.spawn(async move { axum::serve(listener, api::router(state)).await });
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
@@ -354,7 +361,12 @@ fn demo(component: &Path, customers: usize) -> anyhow::Result<()> {
     println!("`sync-host demo --customers {customers} --no-serve`: seeds the fake, syncs fully, then the notified incremental run.\n");
     println!("| wall time, all of it | peak RSS (fake company included) | full sync |");
     println!("|---:|---:|---|");
-    println!("| {:.1} s | {:.0} MiB | {} |\n", measured.seconds, measured.peak_kb as f64 / 1024.0, full.trim_start_matches("full sync: "));
+    println!(
+        "| {:.1} s | {:.0} MiB | {} |\n",
+        measured.seconds,
+        measured.peak_kb as f64 / 1024.0,
+        full.trim_start_matches("full sync: ")
+    );
     Ok(())
 }
 

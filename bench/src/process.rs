@@ -117,13 +117,12 @@ pub fn wrk(url: &str, seconds: u64) -> Option<Load> {
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     let field = |prefix: &str| {
-        text.lines().find(|l| l.trim_start().starts_with(prefix)).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned)
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
     };
-    Some(Load {
-        requests_per_second: field("Requests/sec:")?.parse().ok()?,
-        p50: field("50%")?,
-        p99: field("99%")?,
-    })
+    Some(Load { requests_per_second: field("Requests/sec:")?.parse().ok()?, p50: field("50%")?, p99: field("99%")? })
 }
 
 /// Where a benchmark run stores: a SQLite file, or a PostgreSQL database of
@@ -139,7 +138,8 @@ impl Postgres {
     }
 
     pub fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("sync_bench_{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos());
+        let name =
+            format!("sync_bench_{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos());
         admin(admin_url, &format!("CREATE DATABASE {name}"))?;
         let (base, query) = admin_url.split_once('?').map_or((admin_url, String::new()), |(b, q)| (b, format!("?{q}")));
         let server = base.rsplit_once('/').map_or(base, |(server, _)| server);

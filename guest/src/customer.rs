@@ -135,9 +135,8 @@ impl QboCustomer {
         }
         let balance_cents = match &self.balance {
             None => 0,
-            Some(raw) => decimal_to_cents(raw.get().trim_matches('"')).map_err(|source| {
-                MappingError::Balance { id: self.id.clone(), source }
-            })?,
+            Some(raw) => decimal_to_cents(raw.get().trim_matches('"'))
+                .map_err(|source| MappingError::Balance { id: self.id.clone(), source })?,
         };
         let metadata = self.metadata.as_ref();
         Ok(Customer {
@@ -152,11 +151,7 @@ impl QboCustomer {
             bill_address: self.bill_addr.as_ref().map(Address::from),
             ship_address: self.ship_addr.as_ref().map(Address::from),
             created_at: utc_millis(&self.id, "CreateTime", metadata.and_then(|m| m.create_time.as_deref()))?,
-            updated_at: utc_millis(
-                &self.id,
-                "LastUpdatedTime",
-                metadata.and_then(|m| m.last_updated_time.as_deref()),
-            )?,
+            updated_at: utc_millis(&self.id, "LastUpdatedTime", metadata.and_then(|m| m.last_updated_time.as_deref()))?,
         })
     }
 }
@@ -204,11 +199,8 @@ mod tests {
     #[test]
     fn recorded_sandbox_page_maps_to_the_expected_records() {
         let page = crate::qbo::parse_query_page(RECORDED_PAGE.as_bytes()).expect("parses");
-        let mapped: Vec<Value> = page
-            .customers
-            .iter()
-            .map(|c| serde_json::to_value(c.to_customer().unwrap()).unwrap())
-            .collect();
+        let mapped: Vec<Value> =
+            page.customers.iter().map(|c| serde_json::to_value(c.to_customer().unwrap()).unwrap()).collect();
         let expected: Vec<Value> = serde_json::from_str(EXPECTED).unwrap();
         assert_eq!(mapped.len(), 33);
         for (got, want) in mapped.iter().zip(&expected) {
@@ -286,8 +278,9 @@ mod tests {
             "MetaData": {"CreateTime": "2026-01-02T03:04:05Z", "LastUpdatedTime": "2026-01-02T03:04:05Z"}}))
         .unwrap_err();
         assert!(err.to_string().contains("customer 3: Balance"), "{err}");
-        let err = map(json!({"Id": "4", "MetaData": {"CreateTime": "yesterday", "LastUpdatedTime": "2026-01-02T03:04:05Z"}}))
-            .unwrap_err();
+        let err =
+            map(json!({"Id": "4", "MetaData": {"CreateTime": "yesterday", "LastUpdatedTime": "2026-01-02T03:04:05Z"}}))
+                .unwrap_err();
         assert!(matches!(err, MappingError::BadTimestamp { field: "CreateTime", .. }), "{err}");
         let err = map(json!({"Id": "5"})).unwrap_err();
         assert!(matches!(err, MappingError::MissingTimestamp { .. }), "{err}");

@@ -48,21 +48,10 @@ pub fn decimal_to_cents(text: &str) -> Result<i64, MoneyError> {
 
     let mut cents: i64 = 0;
     for index in 0..boundary.max(0) {
-        let digit = usize::try_from(index)
-            .ok()
-            .and_then(|i| digits.get(i))
-            .copied()
-            .unwrap_or(0);
-        cents = cents
-            .checked_mul(10)
-            .and_then(|c| c.checked_add(i64::from(digit)))
-            .ok_or_else(out_of_range)?;
+        let digit = usize::try_from(index).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0);
+        cents = cents.checked_mul(10).and_then(|c| c.checked_add(i64::from(digit))).ok_or_else(out_of_range)?;
     }
-    let first_dropped = usize::try_from(boundary)
-        .ok()
-        .and_then(|i| digits.get(i))
-        .copied()
-        .unwrap_or(0);
+    let first_dropped = usize::try_from(boundary).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0);
     if boundary >= 0 && first_dropped >= 5 {
         cents = cents.checked_add(1).ok_or_else(out_of_range)?;
     }

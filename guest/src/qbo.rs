@@ -191,18 +191,18 @@ impl<T> IntoIterator for OneOrMany<T> {
 /// an empty page (that is `"QueryResponse": {}`).
 pub fn parse_query_page(body: &[u8]) -> Result<QueryPage, ApiError> {
     let envelope: QueryEnvelope = parse_json(body, "query response")?;
-    let response = envelope.query_response.ok_or_else(|| {
-        ApiError::InvalidResponse(format!("query response has no QueryResponse: {}", excerpt(body)))
-    })?;
+    let response = envelope
+        .query_response
+        .ok_or_else(|| ApiError::InvalidResponse(format!("query response has no QueryResponse: {}", excerpt(body))))?;
     Ok(QueryPage { customers: response.customers, time: envelope.time })
 }
 
 /// Reads a CDC answer.
 pub fn parse_change_page(body: &[u8]) -> Result<ChangePage, ApiError> {
     let envelope: CdcEnvelope = parse_json(body, "CDC response")?;
-    let responses = envelope.cdc_response.ok_or_else(|| {
-        ApiError::InvalidResponse(format!("CDC response has no CDCResponse: {}", excerpt(body)))
-    })?;
+    let responses = envelope
+        .cdc_response
+        .ok_or_else(|| ApiError::InvalidResponse(format!("CDC response has no CDCResponse: {}", excerpt(body))))?;
     let mut changes = 0;
     let mut deleted_ids = Vec::new();
     for customer in responses.into_iter().flat_map(|r| r.query_responses).flat_map(|q| q.customers) {

@@ -40,7 +40,8 @@ impl Every {
         if text.eq_ignore_ascii_case("off") {
             return Ok(Every::Off);
         }
-        let invalid = || format!("`{EVERY_KEY}` must be `off` or a duration such as `24h`, `90m` or `2d`, got `{text}`");
+        let invalid =
+            || format!("`{EVERY_KEY}` must be `off` or a duration such as `24h`, `90m` or `2d`, got `{text}`");
         let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
         let (number, unit) = text.split_at(split);
         let number: i64 = number.parse().map_err(|_| invalid())?;
@@ -86,10 +87,9 @@ impl fmt::Display for Reason {
                 f,
                 "the last pass began at {since}, beyond CDC's 30 days: deletions since then cannot be read from CDC"
             ),
-            Reason::CdcCut { objects } => write!(
-                f,
-                "CDC answered {objects} objects, its maximum: deletions, which come last, may have been cut"
-            ),
+            Reason::CdcCut { objects } => {
+                write!(f, "CDC answered {objects} objects, its maximum: deletions, which come last, may have been cut")
+            }
             Reason::ListingLost { listing } => {
                 write!(f, "listing {listing}, begun by an earlier run, is no longer open: listing again from the start")
             }
@@ -182,7 +182,8 @@ mod tests {
     #[test]
     fn beyond_cdc_s_window_it_reconciles_whatever_the_interval() {
         let now = at("2026-06-10T00:00:00-07:00");
-        let reason = before_incremental(now, Some("2026-06-09T23:00:00-07:00"), Some("2026-05-05T00:00:00-07:00"), Every::Off);
+        let reason =
+            before_incremental(now, Some("2026-06-09T23:00:00-07:00"), Some("2026-05-05T00:00:00-07:00"), Every::Off);
         assert!(matches!(reason, Some(Reason::CdcWindowPassed { .. })), "{reason:?}");
     }
 
@@ -191,7 +192,8 @@ mod tests {
         // 01:30-08:00 is an hour after 01:30-07:00, though the texts sort the other way round.
         let now = at("2026-11-01T01:30:00-08:00");
         let hourly = Every::Interval(Duration::hours(1));
-        let reason = before_incremental(now, Some("2026-11-01T01:30:00-07:00"), Some("2026-11-01T01:30:00-07:00"), hourly);
+        let reason =
+            before_incremental(now, Some("2026-11-01T01:30:00-07:00"), Some("2026-11-01T01:30:00-07:00"), hourly);
         assert!(matches!(reason, Some(Reason::Due { .. })), "{reason:?}");
     }
 

@@ -112,11 +112,14 @@ pub fn run_with_page_size(platform: &mut impl Platform, page_size: u32) -> Resul
         .config("realmId")
         .filter(|r| !r.is_empty())
         .ok_or_else(|| SyncError::MissingConfig("realmId".into()))?;
-    let every = Every::from_config(platform.config(reconcile::EVERY_KEY).as_deref()).map_err(SyncError::InvalidConfig)?;
+    let every =
+        Every::from_config(platform.config(reconcile::EVERY_KEY).as_deref()).map_err(SyncError::InvalidConfig)?;
     let checkpoint = match platform.load_checkpoint().map_err(SyncError::Store)? {
         None => None,
         Some(text) => Some(serde_json::from_str::<Checkpoint>(&text).map_err(|e| {
-            SyncError::Store(format!("checkpoint is not one this version can read ({e}); reset the connection to resync"))
+            SyncError::Store(format!(
+                "checkpoint is not one this version can read ({e}); reset the connection to resync"
+            ))
         })?),
     };
     let mut run = Run { platform, realm_id, every, summary: Summary::default() };
@@ -248,7 +251,13 @@ impl<P: Platform> Run<'_, P> {
             Level::Info,
             &format!("full sync of all customers, active and archived, as listing {listing}: {reason}"),
         );
-        Ok(Pass { position: Position::default(), pass_started, listing: Some(listing), last_full_pass, pending_check: None })
+        Ok(Pass {
+            position: Position::default(),
+            pass_started,
+            listing: Some(listing),
+            last_full_pass,
+            pending_check: None,
+        })
     }
 
     /// Resumes an unfinished pass. A full pass whose listing is no longer open
@@ -307,14 +316,16 @@ impl<P: Platform> Run<'_, P> {
                     id: c.id.clone(),
                     last_updated: c
                         .last_updated_text()
-                        .ok_or_else(|| SyncError::InvalidResponse(format!("customer {} has no MetaData.LastUpdatedTime", c.id)))?
+                        .ok_or_else(|| {
+                            SyncError::InvalidResponse(format!("customer {} has no MetaData.LastUpdatedTime", c.id))
+                        })?
                         .to_owned(),
                 })
             })
             .collect::<Result<Vec<_>, SyncError>>()?;
-        let step = position.after_page(&keys, page_size).map_err(|e: PagingError| {
-            SyncError::InvalidResponse(format!("page at {}: {e}", describe(position)))
-        })?;
+        let step = position
+            .after_page(&keys, page_size)
+            .map_err(|e: PagingError| SyncError::InvalidResponse(format!("page at {}: {e}", describe(position))))?;
         Ok(match step {
             Step::Continue { fresh_from, next } => (fresh_from, next, false),
             Step::Done { fresh_from, next } => (fresh_from, next, true),

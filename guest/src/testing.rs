@@ -37,19 +37,11 @@ type Hook = Box<dyn FnMut(u32, &mut Company) -> Answer>;
 
 /// A QuickBooks JSON `Fault` answer.
 pub fn fault(status: u16, code: &str, message: &str, detail: &str) -> HttpResponse {
-    let kind = if status >= 500 {
-        "SystemFault"
-    } else {
-        "ValidationFault"
-    };
+    let kind = if status >= 500 { "SystemFault" } else { "ValidationFault" };
     let body = json!({
         "Fault": {"Error": [{"Message": message, "Detail": detail, "code": code}], "type": kind},
     });
-    HttpResponse {
-        status,
-        body: body.to_string().into_bytes(),
-        attempts: 1,
-    }
+    HttpResponse { status, body: body.to_string().into_bytes(), attempts: 1 }
 }
 
 /// A customer as QuickBooks keeps it.
@@ -87,9 +79,7 @@ impl Row {
 /// clock (`time`) to the millisecond.
 fn qbo_text(instant: DateTime<Utc>, precision: SecondsFormat) -> String {
     let pacific = FixedOffset::west_opt(7 * 3600).expect("a valid offset");
-    instant
-        .with_timezone(&pacific)
-        .to_rfc3339_opts(precision, false)
+    instant.with_timezone(&pacific).to_rfc3339_opts(precision, false)
 }
 
 /// The fake QuickBooks company.
@@ -121,13 +111,7 @@ impl Company {
             .map(|_| {
                 let id = self.next_id.to_string();
                 self.next_id += 1;
-                self.rows.push(Row {
-                    id: id.clone(),
-                    version: 1,
-                    active: true,
-                    created: self.now,
-                    updated: self.now,
-                });
+                self.rows.push(Row { id: id.clone(), version: 1, active: true, created: self.now, updated: self.now });
                 id
             })
             .collect()
@@ -179,10 +163,7 @@ impl Company {
     }
 
     fn position_of(&self, id: &str) -> usize {
-        self.rows
-            .iter()
-            .position(|r| r.id == id)
-            .unwrap_or_else(|| panic!("no customer {id} in the company"))
+        self.rows.iter().position(|r| r.id == id).unwrap_or_else(|| panic!("no customer {id} in the company"))
     }
 
     /// Answers a request as QuickBooks would, then moves the clock on.
@@ -203,11 +184,7 @@ impl Company {
         match answer {
             Ok(mut body) => {
                 body["time"] = json!(time);
-                HttpResponse {
-                    status: 200,
-                    body: body.to_string().into_bytes(),
-                    attempts: 1,
-                }
+                HttpResponse { status: 200, body: body.to_string().into_bytes(), attempts: 1 }
             }
             Err(detail) => fault(400, "4001", "Invalid query", &detail),
         }
@@ -218,9 +195,7 @@ impl Company {
     /// sync sends; anything else is refused.
     fn query(&self, sql: &str) -> Result<Value, String> {
         let refuse = || format!("not a query this fake understands: {sql}");
-        let rest = sql
-            .strip_prefix("SELECT * FROM Customer ")
-            .ok_or_else(refuse)?;
+        let rest = sql.strip_prefix("SELECT * FROM Customer ").ok_or_else(refuse)?;
         let (conditions, order) = match rest.strip_prefix("WHERE ") {
             Some(rest) => rest.split_once(" ORDERBY ").ok_or_else(refuse)?,
             None => ("", rest.strip_prefix("ORDERBY ").ok_or_else(refuse)?),
@@ -232,17 +207,14 @@ impl Company {
             if condition == "Active IN (true, false)" {
                 archived_too = true;
             } else if let Some(literal) = condition.strip_prefix("MetaData.LastUpdatedTime >= ") {
-                let text = literal
-                    .strip_prefix('\'')
-                    .and_then(|l| l.strip_suffix('\''));
+                let text = literal.strip_prefix('\'').and_then(|l| l.strip_suffix('\''));
                 since = Some(text.and_then(parse_timestamp).ok_or_else(refuse)?);
             } else {
                 return Err(refuse());
             }
         }
         let words: Vec<&str> = order.split(' ').collect();
-        let ["MetaData.LastUpdatedTime", "STARTPOSITION", start, "MAXRESULTS", max] = words[..]
-        else {
+        let ["MetaData.LastUpdatedTime", "STARTPOSITION", start, "MAXRESULTS", max] = words[..] else {
             return Err(refuse());
         };
         let start: usize = start.parse().map_err(|_| refuse())?;
@@ -251,19 +223,11 @@ impl Company {
             return Err(refuse());
         }
 
-        let mut matching: Vec<&Row> = self
-            .rows
-            .iter()
-            .filter(|r| (archived_too || r.active) && since.is_none_or(|s| r.updated >= s))
-            .collect();
+        let mut matching: Vec<&Row> =
+            self.rows.iter().filter(|r| (archived_too || r.active) && since.is_none_or(|s| r.updated >= s)).collect();
         // A stable sort: ties stay in table order.
         matching.sort_by_key(|r| r.updated);
-        let page: Vec<Value> = matching
-            .into_iter()
-            .skip(start - 1)
-            .take(max)
-            .map(Row::to_json)
-            .collect();
+        let page: Vec<Value> = matching.into_iter().skip(start - 1).take(max).map(Row::to_json).collect();
         Ok(if page.is_empty() {
             json!({"QueryResponse": {}})
         } else {
@@ -277,9 +241,7 @@ impl Company {
         let since = parse_timestamp(changed_since)
             .ok_or_else(|| format!("changedSince `{changed_since}` is not a timestamp"))?;
         if self.now - since > Duration::days(30) {
-            return Err(format!(
-                "changedSince `{changed_since}` is more than 30 days in the past"
-            ));
+            return Err(format!("changedSince `{changed_since}` is more than 30 days in the past"));
         }
         let mut changed: Vec<&Row> = self.rows.iter().filter(|r| r.updated >= since).collect();
         changed.sort_by_key(|r| r.updated);
@@ -298,11 +260,7 @@ impl Company {
 }
 
 fn param<'r>(request: &'r ApiRequest, name: &str) -> Option<&'r str> {
-    request
-        .query
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
+    request.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
 /// One call the sync made, in order.
@@ -374,10 +332,7 @@ impl TestPlatform {
         self.events.clear();
         let result = sync::run_with_page_size(self, page_size);
         self.hook = None;
-        Outcome {
-            result,
-            events: std::mem::take(&mut self.events),
-        }
+        Outcome { result, events: std::mem::take(&mut self.events) }
     }
 
     /// The stored checkpoint.
@@ -406,18 +361,10 @@ impl TestPlatform {
     /// How the store differs from the company; empty when the sync is caught up.
     pub fn store_differences(&self) -> Vec<String> {
         let mut differences = self.not_current(|_| true);
-        let active: BTreeSet<&str> = self
-            .company
-            .rows
-            .iter()
-            .filter(|r| r.active)
-            .map(|r| r.id.as_str())
-            .collect();
+        let active: BTreeSet<&str> = self.company.rows.iter().filter(|r| r.active).map(|r| r.id.as_str()).collect();
         for (id, stored) in &self.records {
             if !stored.deleted && !active.contains(id.as_str()) {
-                differences.push(format!(
-                    "customer {id} is live in the store, not in QuickBooks"
-                ));
+                differences.push(format!("customer {id} is live in the store, not in QuickBooks"));
             }
         }
         differences
@@ -444,9 +391,7 @@ impl TestPlatform {
             let live = self.records.get(&row.id).filter(|r| !r.deleted);
             match (row.active, live) {
                 (true, None) => differences.push(format!("customer {} is not stored", row.id)),
-                (true, Some(stored))
-                    if stored.customer.display_name != Some(row.display_name()) =>
-                {
+                (true, Some(stored)) if stored.customer.display_name != Some(row.display_name()) => {
                     differences.push(format!(
                         "customer {} is stored as {:?}, QuickBooks has {}",
                         row.id,
@@ -454,9 +399,7 @@ impl TestPlatform {
                         row.display_name()
                     ))
                 }
-                (false, Some(_)) => {
-                    differences.push(format!("customer {} is archived but live", row.id))
-                }
+                (false, Some(_)) => differences.push(format!("customer {} is archived but live", row.id)),
                 _ => {}
             }
         }
@@ -585,17 +528,13 @@ impl Platform for TestPlatform {
         assert_eq!(model, "Customer");
         let mut ids = Vec::new();
         for text in records {
-            let customer: Customer =
-                serde_json::from_str(&text).expect("a saved record is a Customer");
+            let customer: Customer = serde_json::from_str(&text).expect("a saved record is a Customer");
             if let Some((_, seen)) = self.listing.as_mut() {
                 seen.insert(customer.id.clone());
             }
             ids.push(customer.id.clone());
             let id = customer.id.clone();
-            let stored = Stored {
-                customer,
-                deleted: false,
-            };
+            let stored = Stored { customer, deleted: false };
             self.records.insert(id, stored);
         }
         self.events.push(Event::Saved(ids));
@@ -629,9 +568,7 @@ impl Platform for TestPlatform {
             Some((open, seen)) if open == listing => seen,
             other => {
                 self.listing = other;
-                return Err(ListingError::NotOpen(format!(
-                    "listing {listing} is not open"
-                )));
+                return Err(ListingError::NotOpen(format!("listing {listing} is not open")));
             }
         };
         let mut deleted = 0;
@@ -654,10 +591,7 @@ impl Platform for TestPlatform {
         // Never ahead of the store (docs/sync.md, "Checkpoints"): whatever a
         // run does, a crash right after this call must lose nothing.
         let behind = self.not_current_before(&checkpoint);
-        assert!(
-            behind.is_empty(),
-            "checkpoint {value} is ahead of the store: {behind:?}"
-        );
+        assert!(behind.is_empty(), "checkpoint {value} is ahead of the store: {behind:?}");
         self.checkpoint = Some(value.to_owned());
         self.events.push(Event::Checkpoint(checkpoint));
         Ok(())

@@ -2,7 +2,9 @@
 //! at `GET /metrics`. Counters are per process; several workers are scraped
 //! one by one.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::sync::OnceLock;
 
 struct Metrics {
@@ -34,13 +36,25 @@ fn metrics() -> &'static Metrics {
             counter
         };
         let runs = counter("sync_runs_total", "Runs ended, by outcome (success, failure, interrupted).", &["outcome"]);
-        let records = counter("sync_records_total", "Records stored by runs, by action (unchanged: read again, found the same).", &["action"]);
-        let provider_requests = plain("sync_provider_requests_total", "Requests sent to providers (retries not counted).");
+        let records = counter(
+            "sync_records_total",
+            "Records stored by runs, by action (unchanged: read again, found the same).",
+            &["action"],
+        );
+        let provider_requests =
+            plain("sync_provider_requests_total", "Requests sent to providers (retries not counted).");
         let retries = plain("sync_provider_retries_total", "Provider requests sent again.");
         let throttle_waits = plain("sync_throttle_waits_total", "Waits after a provider throttled a request (429).");
-        let token_refreshes = counter("sync_token_refreshes_total", "OAuth token refreshes, by outcome (success, refused, failed).", &["outcome"]);
-        let webhook_deliveries =
-            counter("sync_webhook_deliveries_total", "Webhook delivery attempts, by outcome (delivered, retried, given_up).", &["outcome"]);
+        let token_refreshes = counter(
+            "sync_token_refreshes_total",
+            "OAuth token refreshes, by outcome (success, refused, failed).",
+            &["outcome"],
+        );
+        let webhook_deliveries = counter(
+            "sync_webhook_deliveries_total",
+            "Webhook delivery attempts, by outcome (delivered, retried, given_up).",
+            &["outcome"],
+        );
         let notifications = counter(
             "sync_provider_notifications_total",
             "Provider change notifications received, by result (accepted, ignored, rejected).",
@@ -53,8 +67,8 @@ fn metrics() -> &'static Metrics {
         )
         .expect("a valid metric");
         registry.register(Box::new(run_seconds.clone())).expect("registered once");
-        let connections =
-            IntGaugeVec::new(Opts::new("sync_connections", "Connections, by status."), &["status"]).expect("a valid metric");
+        let connections = IntGaugeVec::new(Opts::new("sync_connections", "Connections, by status."), &["status"])
+            .expect("a valid metric");
         registry.register(Box::new(connections.clone())).expect("registered once");
         Metrics {
             registry,
@@ -78,7 +92,12 @@ pub fn run_ended(outcome: &str, seconds: f64, records: &crate::store::BatchOutco
     let m = metrics();
     m.runs.with_label_values(&[outcome]).inc();
     m.run_seconds.with_label_values(&[outcome]).observe(seconds);
-    for (action, n) in [("added", records.added), ("updated", records.updated), ("deleted", records.deleted), ("unchanged", records.unchanged)] {
+    for (action, n) in [
+        ("added", records.added),
+        ("updated", records.updated),
+        ("deleted", records.deleted),
+        ("unchanged", records.unchanged),
+    ] {
         m.records.with_label_values(&[action]).inc_by(u64::from(n));
     }
 }

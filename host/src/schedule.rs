@@ -126,7 +126,9 @@ mod tests {
 
     #[test]
     fn paused_or_unauthorised_connections_are_never_due() {
-        for timing in [Timing { paused: true, ..timing(None, Some(0)) }, Timing { needs_reauth: true, ..timing(None, Some(0)) }] {
+        for timing in
+            [Timing { paused: true, ..timing(None, Some(0)) }, Timing { needs_reauth: true, ..timing(None, Some(0)) }]
+        {
             assert_eq!(due(&timing, 100 * S, QUIET), None, "{timing:?}");
         }
     }

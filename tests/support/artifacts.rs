@@ -61,7 +61,9 @@ pub fn node_ready() {
         let version = Command::new("node").arg("--version").output();
         match version {
             Ok(out) if out.status.success() => {}
-            _ => panic!("the Node host's tests need Node.js >= 20 on PATH (`node --version` failed); install it and rerun"),
+            _ => panic!(
+                "the Node host's tests need Node.js >= 20 on PATH (`node --version` failed); install it and rerun"
+            ),
         }
         if !node_dir().join("node_modules").exists() {
             let status = Command::new("npm")

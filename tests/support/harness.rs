@@ -97,7 +97,8 @@ impl Harness {
 
     /// The connection as the tests run it: the fake's realm and token, quick retries.
     pub fn spec(&self) -> ConnectionSpec {
-        let mut spec = ConnectionSpec::new(&self.connection, &self.base_url, quickbooks::config(REALM), Some(TOKEN.to_string()));
+        let mut spec =
+            ConnectionSpec::new(&self.connection, &self.base_url, quickbooks::config(REALM), Some(TOKEN.to_string()));
         spec.retry = quick_retries();
         spec
     }

@@ -9,7 +9,9 @@ use super::*;
 pub enum Backend {
     Sqlite,
     /// A server on which each test makes a database of its own.
-    Postgres { admin_url: String },
+    Postgres {
+        admin_url: String,
+    },
 }
 
 impl Backend {

@@ -166,10 +166,8 @@ impl Drop for ServeProcess {
 /// <realm>` plus `args` (credentials, `--every`, …).
 pub fn add_connection(db: &str, id: &str, base_url: &str, args: &[&str]) {
     let wasm = guest_wasm().to_str().unwrap().to_owned();
-    let mut all = vec![
-        "connections", "add", id, "--db", db, "--base-url", base_url, "--realm-id", REALM,
-        "--component", &wasm,
-    ];
+    let mut all =
+        vec!["connections", "add", id, "--db", db, "--base-url", base_url, "--realm-id", REALM, "--component", &wasm];
     all.extend_from_slice(args);
     let (ok, stdout, stderr) = sync_host_cli(&all, &[]).unwrap();
     assert!(ok, "connections add failed: {stdout}{stderr}");
@@ -217,7 +215,8 @@ impl ApiClient {
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let mut response = agent.run(builder.body(body.to_string().into_bytes()).unwrap()).expect("request reaches the api");
+        let mut response =
+            agent.run(builder.body(body.to_string().into_bytes()).unwrap()).expect("request reaches the api");
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))

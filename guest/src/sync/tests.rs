@@ -15,10 +15,7 @@ const PAGE: u32 = 10;
 
 fn assert_store_matches_company(platform: &TestPlatform) {
     let differences = platform.store_differences();
-    assert!(
-        differences.is_empty(),
-        "the store is not QuickBooks: {differences:#?}"
-    );
+    assert!(differences.is_empty(), "the store is not QuickBooks: {differences:#?}");
 }
 
 /// Runs the sync, which must succeed; returns how many listings it began.
@@ -104,20 +101,14 @@ fn a_run_that_fails_at_a_page_resumes_there_not_from_the_start() {
     let resumed = platform.run(PAGE);
 
     let first = resumed.queries()[0];
-    assert!(
-        first.contains(&format!(">= '{since}'")) && first.contains("STARTPOSITION 1 "),
-        "{first}"
-    );
+    assert!(first.contains(&format!(">= '{since}'")) && first.contains("STARTPOSITION 1 "), "{first}");
     // Only what the failed run had not stored is read, in four pages, ...
     let rest: BTreeSet<&str> = ids[19..].iter().map(String::as_str).collect();
     assert_eq!(resumed.saved_ids(), rest);
     assert_eq!(resumed.summary().requests, 4);
     // ... into the listing the failed run began, which it now ends.
     assert_eq!(resumed.listings_begun(), Vec::<u64>::new());
-    assert_eq!(
-        resumed.listings_ended(),
-        vec![(failed.listings_begun()[0], 0)]
-    );
+    assert_eq!(resumed.listings_ended(), vec![(failed.listings_begun()[0], 0)]);
     assert_store_matches_company(&platform);
 }
 
@@ -177,14 +168,8 @@ fn a_quickbooks_fault_mid_run_is_named_and_the_checkpoint_stays_with_the_store()
     let checkpoint = platform.checkpoint().unwrap();
     assert_eq!(failed.checkpoints().last(), Some(&&checkpoint));
     assert!(!checkpoint.complete);
-    assert_eq!(
-        platform.not_current_before(&checkpoint),
-        Vec::<String>::new()
-    );
-    assert!(
-        !platform.store_differences().is_empty(),
-        "the failed page's edits are not stored yet"
-    );
+    assert_eq!(platform.not_current_before(&checkpoint), Vec::<String>::new());
+    assert!(!platform.store_differences().is_empty(), "the failed page's edits are not stored yet");
 
     platform.run(PAGE).summary();
 
@@ -235,11 +220,7 @@ fn cdc_answering_its_maximum_of_1000_objects_starts_a_listing_that_finds_what_it
     let outcome = platform.run(MAX_PAGE_SIZE);
 
     outcome.summary();
-    assert!(
-        outcome.logged("CDC answered 1000 objects, its maximum"),
-        "{:#?}",
-        outcome.logs()
-    );
+    assert!(outcome.logged("CDC answered 1000 objects, its maximum"), "{:#?}", outcome.logs());
     let listing = outcome.listings_begun();
     assert_eq!(listing.len(), 1);
     // Ending the listing deleted the three CDC did not tell of.
@@ -298,17 +279,9 @@ fn with_reconcile_every_off_only_cdc_s_30_days_start_a_listing() {
     platform.run(PAGE).summary();
 
     platform.company.advance(Duration::hours(25));
-    assert_eq!(
-        listings_begun_by_a_run(&mut platform),
-        0,
-        "no daily listing"
-    );
+    assert_eq!(listings_begun_by_a_run(&mut platform), 0, "no daily listing");
     platform.company.advance(Duration::days(28));
-    assert_eq!(
-        listings_begun_by_a_run(&mut platform),
-        0,
-        "CDC still answers"
-    );
+    assert_eq!(listings_begun_by_a_run(&mut platform), 0, "CDC still answers");
 
     // A month without a run: CDC cannot go back that far (the fake refuses
     // it, as QuickBooks does), so only a listing finds the merged customer.
@@ -317,11 +290,7 @@ fn with_reconcile_every_off_only_cdc_s_30_days_start_a_listing() {
     let outcome = platform.run(PAGE);
 
     outcome.summary();
-    assert!(
-        outcome.logged("beyond CDC's 30 days"),
-        "{:#?}",
-        outcome.logs()
-    );
+    assert!(outcome.logged("beyond CDC's 30 days"), "{:#?}", outcome.logs());
     assert_eq!(outcome.cdc_requests(), 0);
     assert_eq!(outcome.listings_ended().len(), 1);
     assert_eq!(outcome.listings_ended()[0].1, 1);

@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{internal, shorten, ApiError, ApiState};
-use crate::schedule;
-use crate::time::format_us;
-use crate::time::every::{format_every, parse_every};
 use crate::runtime::SummaryLine;
+use crate::schedule;
 use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Delivery, Outcome, RunRecord, StoreError};
+use crate::time::every::{format_every, parse_every};
+use crate::time::format_us;
 
 /// Runs per page of history, by default and at most.
 const DEFAULT_RUNS: u32 = 20;
@@ -74,7 +74,11 @@ struct ConnectionView {
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "unknown_connection", message: format!("no connection `{}`", shorten(id)) }
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "unknown_connection",
+        message: format!("no connection `{}`", shorten(id)),
+    }
 }
 
 fn conflict(code: &'static str, message: String) -> ApiError {
@@ -86,7 +90,9 @@ fn store(error: StoreError) -> ApiError {
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(internal)?
 }
 
@@ -118,8 +124,12 @@ impl ApiState {
     }
 
     fn update(&self, id: &str, update: &ConnectionUpdate) -> Result<ConnectionView, ApiError> {
-        let connection =
-            self.db.connections().and_then(|mut c| c.update(id, update)).map_err(store)?.ok_or_else(|| not_found(id))?;
+        let connection = self
+            .db
+            .connections()
+            .and_then(|mut c| c.update(id, update))
+            .map_err(store)?
+            .ok_or_else(|| not_found(id))?;
         self.view(connection)
     }
 
@@ -144,7 +154,10 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
         if why.starts_with("unknown field") {
             ApiError::bad_request("unknown_field", why)
         } else {
-            ApiError::bad_request("invalid_body", format!("the body must be a JSON object of the documented fields: {why}"))
+            ApiError::bad_request(
+                "invalid_body",
+                format!("the body must be a JSON object of the documented fields: {why}"),
+            )
         }
     })
 }
@@ -199,8 +212,12 @@ async fn patch(
     let every = match &body.every {
         None => return Err(ApiError::bad_request("invalid_body", "nothing to change: give `every`")),
         Some(Value::Null) => None,
-        Some(Value::String(text)) => Some(parse_every(text).map_err(|why| ApiError::bad_request("invalid_every", why))?),
-        Some(_) => return Err(ApiError::bad_request("invalid_every", "`every` must be a duration such as \"15m\", or null")),
+        Some(Value::String(text)) => {
+            Some(parse_every(text).map_err(|why| ApiError::bad_request("invalid_every", why))?)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_every", "`every` must be a duration such as \"15m\", or null"))
+        }
     };
     let view = blocking(move || {
         let connection = state.connection(&id)?;
@@ -212,7 +229,8 @@ async fn patch(
             connection.next_run_at_us,
             connection.status == ConnectionStatus::Failing,
         );
-        let view = state.update(&id, &ConnectionUpdate { every: Some(every), next_run_at_us: Some(next), ..Default::default() })?;
+        let view = state
+            .update(&id, &ConnectionUpdate { every: Some(every), next_run_at_us: Some(next), ..Default::default() })?;
         state.wake();
         Ok(view)
     })
@@ -228,7 +246,10 @@ async fn sync(
     let body: SyncRequest = json_body(&super::request_body(body)?)?;
     let (reset, empty) = (body.reset.unwrap_or(false), body.empty.unwrap_or(false));
     if empty && !reset {
-        return Err(ApiError::bad_request("invalid_body", "`empty` needs `reset`: emptying the records forgets the checkpoint too"));
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "`empty` needs `reset`: emptying the records forgets the checkpoint too",
+        ));
     }
     let view = blocking(move || {
         let connection = state.connection(&id)?;
@@ -267,7 +288,8 @@ async fn sync(
 }
 
 async fn pause(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let view = blocking(move || state.update(&id, &ConnectionUpdate { paused: Some(true), ..Default::default() })).await?;
+    let view =
+        blocking(move || state.update(&id, &ConnectionUpdate { paused: Some(true), ..Default::default() })).await?;
     Ok(Json(view).into_response())
 }
 
@@ -286,7 +308,12 @@ fn encode_run_cursor(run: &RunRecord) -> String {
 }
 
 fn decode_run_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
-    let invalid = || ApiError::bad_request("invalid_cursor", format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)));
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)),
+        )
+    };
     let text = URL_SAFE_NO_PAD.decode(cursor).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
     let mut parts = text.splitn(3, '|');
     match (parts.next(), parts.next().and_then(|m| m.parse::<i64>().ok()), parts.next()) {
@@ -307,12 +334,18 @@ fn page_parameters<C>(
         match name.as_ref() {
             "limit" => {
                 limit = value.parse::<u32>().ok().filter(|l| (1..=MAX_RUNS).contains(l)).ok_or_else(|| {
-                    ApiError::bad_request("invalid_limit", format!("`limit` must be an integer from 1 to {MAX_RUNS}, got `{}`", shorten(&value)))
+                    ApiError::bad_request(
+                        "invalid_limit",
+                        format!("`limit` must be an integer from 1 to {MAX_RUNS}, got `{}`", shorten(&value)),
+                    )
                 })?
             }
             "cursor" => before = Some(decode_cursor(&value)?),
             other => {
-                return Err(ApiError::bad_request("unknown_parameter", format!("unknown parameter `{}`; known: limit, cursor", shorten(other))))
+                return Err(ApiError::bad_request(
+                    "unknown_parameter",
+                    format!("unknown parameter `{}`; known: limit, cursor", shorten(other)),
+                ))
             }
         }
     }
@@ -376,7 +409,10 @@ async fn deliveries(
 ) -> Result<Response, ApiError> {
     let (limit, before) = page_parameters(query, |cursor| {
         cursor.parse::<i64>().map_err(|_| {
-            ApiError::bad_request("invalid_cursor", format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)))
+            ApiError::bad_request(
+                "invalid_cursor",
+                format!("`cursor` `{}` is not a cursor this API returned", shorten(cursor)),
+            )
         })
     })?;
     let page = blocking(move || {

@@ -19,7 +19,6 @@ use subtle::ConstantTimeEq;
 mod control;
 mod webhooks;
 
-
 use crate::runtime::Endpoint;
 use crate::store::{Database, LastAction, ListQuery, Position, Scope, StoredRecord};
 use crate::time::format_us;
@@ -237,7 +236,9 @@ impl ApiState {
 /// at only once the caller is authorised, and a body the server refuses
 /// (over its 2 MiB limit, or cut short) is answered in JSON like every other
 /// error.
-pub fn request_body(body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Result<axum::body::Bytes, ApiError> {
+pub fn request_body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" };
@@ -336,12 +337,11 @@ async fn list(
     let named = headers.contains_key("connection-id");
     let connection = match headers.get("connection-id") {
         None => DEFAULT_CONNECTION.to_owned(),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| v.trim().to_owned())
-            .ok_or_else(|| ApiError::bad_request("invalid_connection_id", "`Connection-Id` must be a non-empty text"))?,
+        Some(value) => {
+            value.to_str().ok().filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_owned()).ok_or_else(|| {
+                ApiError::bad_request("invalid_connection_id", "`Connection-Id` must be a non-empty text")
+            })?
+        }
     };
     // The store is blocking; keep it off the async workers.
     let response = tokio::task::spawn_blocking(move || {

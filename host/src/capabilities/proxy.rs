@@ -173,10 +173,14 @@ impl wit::Host for ProxyCtx {
             }),
             Err(ProviderError::Interrupted) => return Err(Interrupted.into()),
             Err(ProviderError::BodyTooLarge(max)) => {
-                return Err(LimitExceeded::new(Limit::BytesPerResponse, max, format!("the answer to {}", request.path)).into())
+                return Err(
+                    LimitExceeded::new(Limit::BytesPerResponse, max, format!("the answer to {}", request.path)).into()
+                )
             }
             Err(ProviderError::Timeout(m)) => Err(wit::Error::Timeout(m)),
-            Err(ProviderError::ConnectionFailed(m) | ProviderError::InvalidRequest(m)) => Err(wit::Error::ConnectionFailed(m)),
+            Err(ProviderError::ConnectionFailed(m) | ProviderError::InvalidRequest(m)) => {
+                Err(wit::Error::ConnectionFailed(m))
+            }
             Err(ProviderError::Unauthorized(m)) => Err(wit::Error::Unauthorized(m)),
         })
     }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use super::{load_component, parse_key_value};
 use crate::providers::{self, quickbooks};
-use crate::time::every::{format_every, parse_every};
 use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, StoredCredentials};
+use crate::time::every::{format_every, parse_every};
 
 #[derive(Subcommand)]
 pub enum ConnectionsCommand {
@@ -127,7 +127,8 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
     super::refuse_credentials_in_url("--base-url", Some(&args.base_url))?;
     super::refuse_credentials_in_url("--token-url", Some(&args.token_url))?;
     super::refuse_credentials_in_url("--webhook-url", args.webhook_url.as_deref())?;
-    let credentials = credentials(args.client_id, args.client_secret, args.refresh_token, args.access_token, args.token_url)?;
+    let credentials =
+        credentials(args.client_id, args.client_secret, args.refresh_token, args.access_token, args.token_url)?;
     let mut config: BTreeMap<String, String> = args.config.into_iter().collect();
     let realm = quickbooks::REALM_KEY;
     if config.get(realm).is_some_and(|r| *r != args.realm_id) {

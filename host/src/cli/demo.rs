@@ -273,7 +273,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             fake.archive(id);
             changed.push((id.clone(), Operation::Update));
         }
-        let added = fake.insert(serde_json::json!({"DisplayName": "Brand-new customer", "GivenName": "Ada", "Balance": 314.28}));
+        let added = fake
+            .insert(serde_json::json!({"DisplayName": "Brand-new customer", "GivenName": "Ada", "Balance": 314.28}));
         changed.push((added, Operation::Create));
         println!("\nupstream: 3 customers renamed, 2 archived, 1 added");
         let notify_url = format!("{base}/webhooks/quickbooks");
@@ -284,7 +285,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             notifier.notify(&notify_url, DEMO_VERIFIER, NotificationFormat::CloudEvents, &changes)
         })
         .await??;
-        println!("QuickBooks notified {base}/webhooks/quickbooks of {} changes (CloudEvents, signed): HTTP {status}", changed.len());
+        println!(
+            "QuickBooks notified {base}/webhooks/quickbooks of {} changes (CloudEvents, signed): HTTP {status}",
+            changed.len()
+        );
         let run = wait_for_run(&db, Trigger::Webhook).await?;
         println!("the notification triggered an incremental run: {}", run.summary.unwrap_or_default());
         // One webhook for the full sync, one for the notified run.
@@ -324,9 +328,10 @@ async fn wait_for_run(db: &Arc<dyn Database>, trigger: Trigger) -> anyhow::Resul
     let started = std::time::Instant::now();
     loop {
         let db = db.clone();
-        let runs = tokio::task::spawn_blocking(move || db.runs().and_then(|mut r| r.list(api::DEFAULT_CONNECTION, None, 10)))
-            .await??
-            .0;
+        let runs =
+            tokio::task::spawn_blocking(move || db.runs().and_then(|mut r| r.list(api::DEFAULT_CONNECTION, None, 10)))
+                .await??
+                .0;
         if let Some(run) = runs.into_iter().find(|r| r.trigger == trigger && r.outcome.is_some()) {
             if let Some(error) = &run.error {
                 anyhow::bail!("the {} run failed: {error}", trigger.as_str());
@@ -358,7 +363,11 @@ mod receiver {
         }
     }
 
-    async fn receive(State(sender): State<mpsc::UnboundedSender<String>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    async fn receive(
+        State(sender): State<mpsc::UnboundedSender<String>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> StatusCode {
         let signature = headers.get(crate::service::webhooks::SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
         if signature != Some(crate::service::webhooks::sign(super::DEMO_WEBHOOK_SECRET, &body).as_str()) {
             return StatusCode::UNAUTHORIZED;

@@ -177,8 +177,14 @@ impl LimitArgs {
                 memory_bytes: (self.memory_mib as usize) << 20,
                 deadline: Duration::from_secs(self.timeout_secs),
             },
-            records: RecordLimits { records_per_batch: self.max_records_per_batch, bytes_per_record: self.max_record_bytes },
-            proxy: ProxyLimits { requests_per_run: self.max_requests_per_run, bytes_per_response: self.max_response_bytes },
+            records: RecordLimits {
+                records_per_batch: self.max_records_per_batch,
+                bytes_per_record: self.max_record_bytes,
+            },
+            proxy: ProxyLimits {
+                requests_per_run: self.max_requests_per_run,
+                bytes_per_response: self.max_response_bytes,
+            },
         }
     }
 
@@ -432,7 +438,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             // Read here, not by clap: the variable must not make a stored
             // connection's run refuse a `--token` nobody gave.
             let token = args.token.or_else(|| std::env::var("QBO_ACCESS_TOKEN").ok().filter(|t| !t.is_empty()));
-            let mut spec = ConnectionSpec::new(&args.connection, &base_url, crate::providers::quickbooks::config(&realm_id), token);
+            let mut spec = ConnectionSpec::new(
+                &args.connection,
+                &base_url,
+                crate::providers::quickbooks::config(&realm_id),
+                token,
+            );
             let config: BTreeMap<_, _> = args.config.into_iter().collect();
             if config.get("realmId").is_some_and(|r| *r != realm_id) {
                 anyhow::bail!("--config realmId={} contradicts --realm-id {realm_id}", config["realmId"]);
@@ -464,7 +475,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let webhooks = args.webhooks.clone();
     let scheduler = args.schedule.then(|| {
         let runner = Arc::new(Runner::new(runtime.clone(), db.clone()).with_webhook_url(webhooks.webhook_url.clone()));
-        Scheduler::new(runner, args.limits.defaults(), usize::from(args.workers), Duration::from_secs(webhooks.webhook_quiet_secs))
+        Scheduler::new(
+            runner,
+            args.limits.defaults(),
+            usize::from(args.workers),
+            Duration::from_secs(webhooks.webhook_quiet_secs),
+        )
     });
     let deliverer = crate::service::Deliverer::new(
         db.clone(),
@@ -488,7 +504,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let endpoints: Vec<String> =
             runtime.metadata().endpoints.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
-        let scheduling = if args.schedule { format!("; scheduler on, {} workers", args.workers) } else { String::new() };
+        let scheduling =
+            if args.schedule { format!("; scheduler on, {} workers", args.workers) } else { String::new() };
         eprintln!(
             "serving {} on http://{} ({}, /connections{scheduling})",
             db.describe(),
@@ -516,8 +533,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("can listen for SIGTERM");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("can listen for SIGTERM");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}
@@ -529,13 +546,19 @@ pub(crate) async fn shutdown_signal() {
 
 fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
-    let inspection = crate::runtime::inspect::inspect(&bytes).with_context(|| format!("cannot inspect {}", path.display()))?;
+    let inspection =
+        crate::runtime::inspect::inspect(&bytes).with_context(|| format!("cannot inspect {}", path.display()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
         print!("{}", inspect_text(&inspection));
     }
-    anyhow::ensure!(inspection.fits, "{} does not fit this host: {}", path.display(), inspection.problem.unwrap_or_default());
+    anyhow::ensure!(
+        inspection.fits,
+        "{} does not fit this host: {}",
+        path.display(),
+        inspection.problem.unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -554,7 +577,13 @@ fn inspect_text(inspection: &crate::runtime::inspect::Inspection) -> String {
             let _ = writeln!(out, "model {}: {}", model.name, model.json_schema);
         }
         for key in &m.configuration {
-            let _ = writeln!(out, "config {}{}: {}", key.name, if key.required { " (required)" } else { "" }, key.description);
+            let _ = writeln!(
+                out,
+                "config {}{}: {}",
+                key.name,
+                if key.required { " (required)" } else { "" },
+                key.description
+            );
         }
         let l = &m.limits;
         let _ = writeln!(
@@ -564,7 +593,12 @@ fn inspect_text(inspection: &crate::runtime::inspect::Inspection) -> String {
         );
     }
     for import in &inspection.imports {
-        let _ = writeln!(out, "import {}{}", import.name, if import.provided { "" } else { "  <- not provided by this host" });
+        let _ = writeln!(
+            out,
+            "import {}{}",
+            import.name,
+            if import.provided { "" } else { "  <- not provided by this host" }
+        );
     }
     for export in &inspection.exports {
         let _ = writeln!(out, "export {export}");
@@ -600,7 +634,8 @@ mod tests {
             let Command::FakeQbo(fake) = parse(&fake) else { panic!("fake-qbo") };
             assert_eq!(fake.refresh_token_given(), Some("t"));
         }
-        let Command::Wait(_) = parse(&["sync-host", "wait", "acme", "--trigger", "webhook", "--timeout-secs", "5"]) else {
+        let Command::Wait(_) = parse(&["sync-host", "wait", "acme", "--trigger", "webhook", "--timeout-secs", "5"])
+        else {
             panic!("wait")
         };
         assert!(Cli::try_parse_from(["sync-host", "wait", "a b"]).is_err(), "a connection id is checked");

@@ -51,7 +51,12 @@ pub fn wait(args: WaitArgs) -> anyhow::Result<()> {
         // Not listening yet (or a timeout): ask again.
         let Ok(mut response) = request.call() else { return Ok(None) };
         let status = response.status().as_u16();
-        let body: Value = response.body_mut().read_to_string().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+        let body: Value = response
+            .body_mut()
+            .read_to_string()
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
         match status {
             200 => Ok(Some(body)),
             401 => anyhow::bail!("{base} refused the API key (give the server's --api-key, or SYNC_HOST_API_KEY)"),
@@ -80,7 +85,10 @@ pub fn wait(args: WaitArgs) -> anyhow::Result<()> {
                     if let Some(run) = newest {
                         println!("{run}");
                         if run["outcome"] != "success" {
-                            anyhow::bail!("the run of `{id}` failed: {}", run["error"].as_str().unwrap_or("no error recorded"));
+                            anyhow::bail!(
+                                "the run of `{id}` failed: {}",
+                                run["error"].as_str().unwrap_or("no error recorded")
+                            );
                         }
                         return Ok(());
                     }

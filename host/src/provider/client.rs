@@ -339,7 +339,8 @@ mod tests {
                 let mut stream = stream.unwrap();
                 let mut request = [0; 4096];
                 let _ = stream.read(&mut request);
-                let _ = stream.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n");
+                let _ =
+                    stream.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n");
                 // The host is told to shut down once the request was answered.
                 answered.store(true, Ordering::SeqCst);
             }

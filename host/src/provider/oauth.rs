@@ -88,7 +88,8 @@ impl OAuthCredentials {
     /// refreshed while this one waited: then its stored token is used.
     fn refresh(&self) -> Result<Access, CredentialError> {
         let _lock = self.db.lock_refresh(&self.connection).map_err(Self::store_error)?;
-        let stored = self.db.connections().and_then(|mut c| c.credentials(&self.connection)).map_err(Self::store_error)?;
+        let stored =
+            self.db.connections().and_then(|mut c| c.credentials(&self.connection)).map_err(Self::store_error)?;
         let Some(StoredCredentials::OAuth {
             token_url,
             client_id,
@@ -148,7 +149,10 @@ impl OAuthCredentials {
                 Ok(Access { token: tokens.access_token, issued_us, expires_us: tokens.access_expires_us })
             }
             Err(RequestTokenError::ServerResponse(error))
-                if matches!(error.error(), BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::InvalidClient) =>
+                if matches!(
+                    error.error(),
+                    BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::InvalidClient
+                ) =>
             {
                 let why = format!(
                     "the provider refused to refresh the access token ({}{}): authorise the connection again \
@@ -179,22 +183,23 @@ impl OAuthCredentials {
 /// A refresh that failed for now (network, 5xx, a malformed answer).
 fn unavailable(error: RequestTokenError<ureq::Error, oauth2::basic::BasicErrorResponse>) -> CredentialError {
     match error {
-            RequestTokenError::ServerResponse(error) => CredentialError::Unavailable(format!(
-                "the token endpoint answered {}",
-                error.error().as_ref()
-            )),
-            RequestTokenError::Request(e) => CredentialError::Unavailable(format!("cannot reach the token endpoint: {e}")),
-            // Neither the body nor the parser's message is quoted: either
-            // could hold a token. Where it went wrong is enough.
-            RequestTokenError::Parse(e, _) => {
-                let json = e.inner();
-                let what = match json.classify() {
-                    serde_json::error::Category::Data => format!("JSON, but not a token answer (at `{}`)", e.path()),
-                    _ => format!("not JSON (line {}, column {})", json.line(), json.column()),
-                };
-                CredentialError::Unavailable(format!("the token endpoint's answer is not what OAuth 2.0 says: it is {what}"))
-            }
-            RequestTokenError::Other(message) => CredentialError::Unavailable(message),
+        RequestTokenError::ServerResponse(error) => {
+            CredentialError::Unavailable(format!("the token endpoint answered {}", error.error().as_ref()))
+        }
+        RequestTokenError::Request(e) => CredentialError::Unavailable(format!("cannot reach the token endpoint: {e}")),
+        // Neither the body nor the parser's message is quoted: either
+        // could hold a token. Where it went wrong is enough.
+        RequestTokenError::Parse(e, _) => {
+            let json = e.inner();
+            let what = match json.classify() {
+                serde_json::error::Category::Data => format!("JSON, but not a token answer (at `{}`)", e.path()),
+                _ => format!("not JSON (line {}, column {})", json.line(), json.column()),
+            };
+            CredentialError::Unavailable(format!(
+                "the token endpoint's answer is not what OAuth 2.0 says: it is {what}"
+            ))
+        }
+        RequestTokenError::Other(message) => CredentialError::Unavailable(message),
     }
 }
 

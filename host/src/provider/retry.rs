@@ -6,8 +6,8 @@
 //! does for the company), so retries stop on a time budget per request, not on
 //! a count.
 
-use std::time::Duration;
 use crate::schedule::doubling;
+use std::time::Duration;
 
 /// How retries wait. Configurable per host so tests stay fast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +48,19 @@ impl RetryPolicy {
     /// The wait before attempt `attempt + 1`. `throttled_in_a_row` counts the
     /// 429s without `Retry-After` so far (this one included); `jitter` is in
     /// 0.5..=1.0 and spreads out backoffs of many connections.
-    pub fn wait(&self, last: Retryable, attempt: u32, throttled_in_a_row: u32, advice: Duration, jitter: f64) -> Duration {
+    pub fn wait(
+        &self,
+        last: Retryable,
+        attempt: u32,
+        throttled_in_a_row: u32,
+        advice: Duration,
+        jitter: f64,
+    ) -> Duration {
         let backoff = || doubling(self.base, attempt, Duration::MAX).mul_f64(jitter);
         let wait = match last {
-            Retryable::Throttled { retry_after: Some(after) } | Retryable::ServerError { retry_after: Some(after) } => after,
+            Retryable::Throttled { retry_after: Some(after) } | Retryable::ServerError { retry_after: Some(after) } => {
+                after
+            }
             Retryable::Throttled { retry_after: None } if !advice.is_zero() => {
                 doubling(advice, throttled_in_a_row, Duration::MAX)
             }

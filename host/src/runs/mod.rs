@@ -4,7 +4,6 @@
 //! component, report. For a stored connection, also its run history and its
 //! status and next run (docs/connections.md).
 
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +17,11 @@ use crate::capabilities::StopSignal;
 use crate::provider::{Credentials, OAuthCredentials, Pacers, ProviderClient, Quota, RetryPolicy, StaticToken};
 use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRuntime};
 use crate::schedule;
-use crate::time::now_us;
 use crate::store::{
-    Connection, ConnectionStatus, ConnectionUpdate, Database, Outcome, RunEnd, RunRecord, StoreError, StoredCredentials,
-    Trigger,
+    Connection, ConnectionStatus, ConnectionUpdate, Database, Outcome, RunEnd, RunRecord, StoreError,
+    StoredCredentials, Trigger,
 };
+use crate::time::now_us;
 
 /// Every limit of a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -207,7 +206,11 @@ impl Runner {
             // and added again keeps its history), or asked for by `POST
             // /sync` (which clears the time so the scheduler takes it at once).
             let never_ran = newest.first().is_none_or(|run| run.started_us < connection.created_us);
-            if never_ran { Trigger::Schedule } else { Trigger::Api }
+            if never_ran {
+                Trigger::Schedule
+            } else {
+                Trigger::Api
+            }
         } else {
             trigger
         };
@@ -272,7 +275,9 @@ impl Runner {
                 added: counts.added,
                 updated: counts.updated,
                 deleted: counts.deleted,
-                modified_after: crate::time::format_us(abandoned_since.map_or(run.started_us, |at| at.min(run.started_us))),
+                modified_after: crate::time::format_us(
+                    abandoned_since.map_or(run.started_us, |at| at.min(run.started_us)),
+                ),
                 success,
                 error: error.clone(),
             };
@@ -285,7 +290,13 @@ impl Runner {
 
     /// Writes how a run ended to the history and the connection's schedule.
     /// A failure to write is logged: the run's own result stands.
-    fn record_end(&self, connection: &Connection, run: &RunRecord, result: &Result<RunReport, RunFailure>, defaults: &RunDefaults) {
+    fn record_end(
+        &self,
+        connection: &Connection,
+        run: &RunRecord,
+        result: &Result<RunReport, RunFailure>,
+        defaults: &RunDefaults,
+    ) {
         let ended = now_us();
         // The connection as it is now: its interval may have changed during
         // the run (`PATCH`), and the next run follows the new one.
@@ -319,7 +330,11 @@ impl Runner {
                         status: Some(ConnectionStatus::Failing),
                         status_message: Some(Some(failure.to_string())),
                         failures: Some(failures),
-                        next_run_at_us: Some(Some(schedule::next_after_failure(ended, failures, defaults.failure_backoff))),
+                        next_run_at_us: Some(Some(schedule::next_after_failure(
+                            ended,
+                            failures,
+                            defaults.failure_backoff,
+                        ))),
                         ..Default::default()
                     }
                 }
@@ -367,10 +382,11 @@ impl Runner {
     ) -> Result<RunReport, RunFailure> {
         let started = std::time::Instant::now();
         let result = self.run_component(spec, run_id, progress, tally.clone());
-        let changed = tally.lock().unwrap_or_else(|p| p.into_inner()).values().fold(Default::default(), |mut all, o| {
-            all += *o;
-            all
-        });
+        let changed =
+            tally.lock().unwrap_or_else(|p| p.into_inner()).values().fold(Default::default(), |mut all, o| {
+                all += *o;
+                all
+            });
         let outcome = match &result {
             Ok(_) => "success",
             Err(RunFailure::Interrupted(_)) => "interrupted",

@@ -120,10 +120,14 @@ impl ComponentCache {
                     // were made for a compatible engine, and refuses them if not.
                     match unsafe { Component::deserialize(engine, payload) } {
                         Ok(component) => return Ok((component, Loaded::Cached)),
-                        Err(e) => tracing::warn!(target: "cache", "{}: refused by wasmtime ({e}); compiling again", path.display()),
+                        Err(e) => {
+                            tracing::warn!(target: "cache", "{}: refused by wasmtime ({e}); compiling again", path.display())
+                        }
                     }
                 }
-                None => tracing::warn!(target: "cache", "{}: not written by this host or corrupt; compiling again", path.display()),
+                None => {
+                    tracing::warn!(target: "cache", "{}: not written by this host or corrupt; compiling again", path.display())
+                }
             }
         }
         let component = Component::from_binary(engine, bytes).map_err(anyhow::Error::from)?;
@@ -174,7 +178,8 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create the cache directory {}: {e}", dir.display()))
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create the cache directory {}: {e}", dir.display()))
     }
 }
 
@@ -203,9 +208,18 @@ fn check_private(path: &Path, is_dir: bool, forbidden: u32) -> anyhow::Result<()
     {
         use std::os::unix::fs::MetadataExt;
         let metadata = std::fs::symlink_metadata(path)?;
-        anyhow::ensure!(metadata.is_dir() == is_dir, "{} is not a {}", path.display(), if is_dir { "directory" } else { "file" });
+        anyhow::ensure!(
+            metadata.is_dir() == is_dir,
+            "{} is not a {}",
+            path.display(),
+            if is_dir { "directory" } else { "file" }
+        );
         let me = current_uid();
-        anyhow::ensure!(metadata.uid() == me, "{} belongs to another user; its entries cannot be trusted", path.display());
+        anyhow::ensure!(
+            metadata.uid() == me,
+            "{} belongs to another user; its entries cannot be trusted",
+            path.display()
+        );
         anyhow::ensure!(
             metadata.mode() & forbidden == 0,
             "{} is open to other users (mode {:o}); its entries cannot be trusted",

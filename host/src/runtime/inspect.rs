@@ -64,7 +64,8 @@ pub fn inspect(bytes: &[u8]) -> anyhow::Result<Inspection> {
     // `{:#}`: the whole chain; the first link alone ("failed to parse
     // WebAssembly module") hides the cause, e.g. a core module given where a
     // component is expected.
-    let component = Component::from_binary(&engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
+    let component =
+        Component::from_binary(&engine, bytes).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
     let ty = component.component_type();
     let imports: Vec<Import> =
         ty.imports(&engine).map(|(name, _)| Import { name: name.to_owned(), provided: provided(name) }).collect();

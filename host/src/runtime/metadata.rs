@@ -14,9 +14,7 @@ use crate::capabilities::logging::LoggingCtx;
 use crate::capabilities::proxy::{ProxyCtx, ProxyLimits};
 use crate::capabilities::records::{RecordLimits, RecordsCtx};
 use crate::provider::{Pacer, ProviderClient, Quota, RetryPolicy, StaticToken};
-use crate::store::{
-    BatchOutcome, CheckpointStore, ListPage, ListQuery, RecordStore, Scope, StoreError, ValidRecord,
-};
+use crate::store::{BatchOutcome, CheckpointStore, ListPage, ListQuery, RecordStore, Scope, StoreError, ValidRecord};
 
 /// A component's `describe()`.
 #[derive(Debug, Clone, Serialize)]

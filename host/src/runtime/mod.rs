@@ -214,12 +214,14 @@ impl SyncRuntime {
         let engine = Engine::new(&engine_config())?;
         let (component, loaded) = match cache {
             Some(cache) => cache.load(&engine, &bytes),
-            None => Component::from_binary(&engine, &bytes).map(|c| (c, cache::Loaded::Compiled)).map_err(anyhow::Error::from),
+            None => Component::from_binary(&engine, &bytes)
+                .map(|c| (c, cache::Loaded::Compiled))
+                .map_err(anyhow::Error::from),
         }
         .context("not a valid component")
         .with_context(|| format!("cannot load component {}", path.display()))?;
-        let runtime =
-            Self::from_component(engine, component).with_context(|| format!("cannot load component {}", path.display()))?;
+        let runtime = Self::from_component(engine, component)
+            .with_context(|| format!("cannot load component {}", path.display()))?;
         Ok((runtime, loaded))
     }
 
@@ -270,7 +272,12 @@ impl SyncRuntime {
     }
 
     /// One execution of the component with the given capabilities.
-    pub fn run(&self, run_id: &str, capabilities: Capabilities, limits: InstanceLimits) -> Result<RunReport, RunFailure> {
+    pub fn run(
+        &self,
+        run_id: &str,
+        capabilities: Capabilities,
+        limits: InstanceLimits,
+    ) -> Result<RunReport, RunFailure> {
         let started = Instant::now();
         let state = RunState {
             wasi: WasiCtx::builder().inherit_stderr().build(),
@@ -335,16 +342,25 @@ fn call_describe(engine: &Engine, pre: &SyncComponentPre<RunState>) -> anyhow::R
         peak_memory: 0,
         capabilities: metadata::inert_capabilities()?,
     };
-    let mut store = new_store(engine, state, InstanceLimits { deadline: Duration::from_secs(10), ..Default::default() });
+    let mut store =
+        new_store(engine, state, InstanceLimits { deadline: Duration::from_secs(10), ..Default::default() });
     let instance = pre.instantiate(&mut store)?;
-    let raw = instance.portable_sync_sync_sync().call_describe(&mut store).map_err(anyhow::Error::from).context("describe failed")?;
+    let raw = instance
+        .portable_sync_sync_sync()
+        .call_describe(&mut store)
+        .map_err(anyhow::Error::from)
+        .context("describe failed")?;
     SyncMetadata::from_wit(raw)
 }
 
 fn explain_trap(error: &wasmtime::Error, limits: InstanceLimits) -> String {
     if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
         let deadline = limits.deadline;
-        let shown = if deadline.subsec_nanos() == 0 { format!("{}s", deadline.as_secs()) } else { format!("{}ms", deadline.as_millis()) };
+        let shown = if deadline.subsec_nanos() == 0 {
+            format!("{}s", deadline.as_secs())
+        } else {
+            format!("{}ms", deadline.as_millis())
+        };
         return format!("limit exceeded: deadline of {shown}");
     }
     let chain: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();

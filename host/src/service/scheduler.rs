@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use crate::runs::{RunDefaults, Runner};
 use crate::runtime::RunFailure;
 use crate::schedule::{self, Due};
-use crate::time::now_us;
 use crate::store::Trigger;
+use crate::time::now_us;
 
 /// How often the scheduler looks for due connections when nothing wakes it.
 const POLL: Duration = Duration::from_secs(1);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use crate::time::now_us;
 use crate::store::{Database, Delivery};
+use crate::time::now_us;
 
 /// The header carrying the signature: `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Sync-Signature";
@@ -108,14 +108,17 @@ impl Deliverer {
     }
 
     fn secret_for(&self, connection: &str) -> Option<String> {
-        let own = self.db.connections().and_then(|mut c| c.secrets(connection)).ok().flatten().and_then(|s| s.webhook_secret);
+        let own =
+            self.db.connections().and_then(|mut c| c.secrets(connection)).ok().flatten().and_then(|s| s.webhook_secret);
         own.or_else(|| self.default_secret.clone())
     }
 
     fn deliver(&self, delivery: &Delivery) -> Result<(), crate::store::StoreError> {
         let attempts = delivery.attempts + 1;
         let outcome = match self.secret_for(&delivery.connection) {
-            None => Attempt::Retry("no secret to sign it with: give `serve --webhook-secret` or the connection's own".into()),
+            None => Attempt::Retry(
+                "no secret to sign it with: give `serve --webhook-secret` or the connection's own".into(),
+            ),
             Some(secret) => self.attempt(delivery, &secret),
         };
         let mut store = self.db.webhooks()?;

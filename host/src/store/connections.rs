@@ -182,7 +182,12 @@ pub trait ConnectionStore: Send {
     /// as notified at `now_us`; returns their ids. With `verifier`
     /// `Some(token)`: those whose own verifier token it is; with `None` (the
     /// server's token): those without one of their own.
-    fn notify(&mut self, route: &NotificationRoute<'_>, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError>;
+    fn notify(
+        &mut self,
+        route: &NotificationRoute<'_>,
+        now_us: i64,
+        verifier: Option<&str>,
+    ) -> Result<Vec<String>, StoreError>;
     /// Clears a notification the run starting at `start_us` covers (one that
     /// came later stays, for another run).
     fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError>;

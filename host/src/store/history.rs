@@ -66,7 +66,8 @@ pub struct RunRecord {
 }
 
 /// The error of a run whose worker stopped before recording its end.
-pub const ABANDONED: &str = "the worker running it stopped (it died or was killed); the next run resumed from the checkpoint";
+pub const ABANDONED: &str =
+    "the worker running it stopped (it died or was killed); the next run resumed from the checkpoint";
 
 /// How a run ended, as [`RunHistory::end`] records it.
 #[derive(Debug, Clone, Copy)]

@@ -23,10 +23,10 @@ pub use connections::{
     StoredCredentials, Tokens,
 };
 pub use history::{Outcome, RunEnd, RunHistory, RunRecord, Trigger};
-pub use webhooks::{Delivery, DeliveryStatus, WebhookStore};
 pub use records::{
     BatchOutcome, LastAction, ListPage, ListQuery, Position, RecordStore, Scope, StoredRecord, ValidRecord,
 };
+pub use webhooks::{Delivery, DeliveryStatus, WebhookStore};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

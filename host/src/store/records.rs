@@ -136,4 +136,3 @@ pub trait RecordStore: Send {
     /// Whether the connection has ever been synced.
     fn connection_exists(&mut self, connection: &str) -> Result<bool, StoreError>;
 }
-

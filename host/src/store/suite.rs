@@ -45,7 +45,11 @@ pub fn change_tracking_follows_the_records_cache_semantics(db: &dyn Database) {
     let o = save(db, &s, &[r#"{"n":1,"id":"1"}"#, r#"{"id":"2","n":3}"#]);
     assert_eq!((o.added, o.updated, o.unchanged), (0, 1, 1));
     let one = find(db, &s, "1");
-    assert_eq!(one.last_modified_us, first.iter().find(|r| r.id == "1").unwrap().last_modified_us, "an identical save changes nothing");
+    assert_eq!(
+        one.last_modified_us,
+        first.iter().find(|r| r.id == "1").unwrap().last_modified_us,
+        "an identical save changes nothing"
+    );
     let two = find(db, &s, "2");
     assert_eq!(two.last_action, LastAction::Updated);
 
@@ -80,7 +84,11 @@ pub fn keyset_pages_visit_every_record_once(db: &dyn Database) {
     let mut after = None;
     let mut seen = Vec::new();
     loop {
-        let page = db.records().unwrap().list(&s, &ListQuery { after: after.clone(), limit: 10, ..Default::default() }).unwrap();
+        let page = db
+            .records()
+            .unwrap()
+            .list(&s, &ListQuery { after: after.clone(), limit: 10, ..Default::default() })
+            .unwrap();
         seen.extend(page.records.iter().map(|r| r.id.clone()));
         let last = page.records.last().unwrap();
         after = Some(Position { last_modified_us: last.last_modified_us, id: last.id.clone() });
@@ -279,15 +287,21 @@ fn oauth() -> StoredCredentials {
 
 pub fn connections_keep_their_schedule_credentials_and_secrets(db: &dyn Database) {
     let mut connections = db.connections().unwrap();
-    let secrets = ConnectionSecrets { webhook_secret: Some("hook-secret".into()), verifier_token: Some("verifier".into()) };
+    let secrets =
+        ConnectionSecrets { webhook_secret: Some("hook-secret".into()), verifier_token: Some("verifier".into()) };
     connections.insert(&connection("a", "1"), &oauth(), &secrets).unwrap();
-    connections.insert(&connection("b", "2"), &StoredCredentials::AccessToken("token".into()), &Default::default()).unwrap();
+    connections
+        .insert(&connection("b", "2"), &StoredCredentials::AccessToken("token".into()), &Default::default())
+        .unwrap();
     assert!(matches!(
         connections.insert(&connection("a", "1"), &oauth(), &Default::default()),
         Err(StoreError::ConnectionExists(_))
     ));
     let a = connections.get("a").unwrap().unwrap();
-    assert_eq!((a.config[ACCOUNT_KEY].as_str(), a.provider.as_str(), a.every), ("1", PROVIDER, Some(Duration::from_secs(3600))));
+    assert_eq!(
+        (a.config[ACCOUNT_KEY].as_str(), a.provider.as_str(), a.every),
+        ("1", PROVIDER, Some(Duration::from_secs(3600)))
+    );
     assert_eq!(a.webhook_url.as_deref(), Some("https://app.example/hooks"));
     assert_eq!(connections.list().unwrap().len(), 2);
     assert_eq!(connections.secrets("a").unwrap(), Some(secrets));
@@ -295,11 +309,17 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &dyn Database
 
     // A refresh stores the rotated token with the access token.
     connections
-        .save_tokens("a", &Tokens { access_token: "access".into(), access_expires_us: 99, refresh_token: Some("refresh-2".into()) })
+        .save_tokens(
+            "a",
+            &Tokens { access_token: "access".into(), access_expires_us: 99, refresh_token: Some("refresh-2".into()) },
+        )
         .unwrap();
     match connections.credentials("a").unwrap() {
         Some(StoredCredentials::OAuth { refresh_token, access_token, access_expires_us, .. }) => {
-            assert_eq!((refresh_token.as_str(), access_token.as_deref(), access_expires_us), ("refresh-2", Some("access"), Some(99)))
+            assert_eq!(
+                (refresh_token.as_str(), access_token.as_deref(), access_expires_us),
+                ("refresh-2", Some("access"), Some(99))
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -320,7 +340,14 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &dyn Database
         .unwrap()
         .unwrap();
     assert_eq!(
-        (updated.paused, updated.every, updated.status, updated.status_message.as_deref(), updated.failures, updated.next_run_at_us),
+        (
+            updated.paused,
+            updated.every,
+            updated.status,
+            updated.status_message.as_deref(),
+            updated.failures,
+            updated.next_run_at_us
+        ),
         (true, None, ConnectionStatus::Failing, Some("why"), 3, Some(42))
     );
     assert!(connections.update("nobody", &ConnectionUpdate::default()).unwrap().is_none());
@@ -336,7 +363,9 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     }
     connections.update("later", &ConnectionUpdate { next_run_at_us: Some(Some(1_000)), ..Default::default() }).unwrap();
     connections.update("paused", &ConnectionUpdate { paused: Some(true), ..Default::default() }).unwrap();
-    connections.update("reauth", &ConnectionUpdate { status: Some(ConnectionStatus::NeedsReauth), ..Default::default() }).unwrap();
+    connections
+        .update("reauth", &ConnectionUpdate { status: Some(ConnectionStatus::NeedsReauth), ..Default::default() })
+        .unwrap();
     let due = |c: &mut Box<dyn super::ConnectionStore>, now| -> BTreeSet<String> {
         c.due(now, Duration::from_micros(100)).unwrap().into_iter().map(|c| c.id).collect()
     };
@@ -357,7 +386,16 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
 
     // A failing connection waits out its backoff, notified or not.
     connections.notify(&route("2"), 800, None).unwrap();
-    connections.update("later", &ConnectionUpdate { status: Some(ConnectionStatus::Failing), next_run_at_us: Some(Some(5_000)), ..Default::default() }).unwrap();
+    connections
+        .update(
+            "later",
+            &ConnectionUpdate {
+                status: Some(ConnectionStatus::Failing),
+                next_run_at_us: Some(Some(5_000)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert!(due(&mut connections, 1_000).is_empty(), "notified, but backing off");
     assert_eq!(due(&mut connections, 5_000), BTreeSet::from(["later".to_string()]));
 
@@ -366,7 +404,11 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     connections.insert(&connection("other-app", "2"), &oauth(), &own).unwrap();
     assert_eq!(connections.notify(&route("2"), 900, Some("app-b")).unwrap(), vec!["other-app".to_string()]);
     assert!(connections.notify(&route("2"), 900, Some("app-c")).unwrap().is_empty());
-    assert_eq!(connections.notify(&route("2"), 900, None).unwrap(), vec!["later".to_string()], "the server's token: connections without their own");
+    assert_eq!(
+        connections.notify(&route("2"), 900, None).unwrap(),
+        vec!["later".to_string()],
+        "the server's token: connections without their own"
+    );
 }
 
 pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Database) {
@@ -385,10 +427,17 @@ pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Databas
         error: None,
         worker: Some("host:1".into()),
     };
-    let end = |id: &'static str, ended_us: i64, outcome: Outcome, summary: Option<&'static str>, error: Option<&'static str>| {
-        RunEnd { id, connection: "c", ended_us, outcome, summary, error }
+    let end =
+        |id: &'static str,
+         ended_us: i64,
+         outcome: Outcome,
+         summary: Option<&'static str>,
+         error: Option<&'static str>| { RunEnd { id, connection: "c", ended_us, outcome, summary, error } };
+    let idle = ConnectionUpdate {
+        status: Some(ConnectionStatus::Idle),
+        next_run_at_us: Some(Some(1000)),
+        ..Default::default()
     };
-    let idle = ConnectionUpdate { status: Some(ConnectionStatus::Idle), next_run_at_us: Some(Some(1000)), ..Default::default() };
     assert_eq!(runs.begin(&run("r1", 10)).unwrap(), None, "nothing abandoned");
     let begun = connections.get("c").unwrap().unwrap();
     assert_eq!(begun.status, ConnectionStatus::Running, "beginning marks the connection running");
@@ -412,7 +461,10 @@ pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Databas
     assert_eq!(runs.begin(&run("r4", 99)).unwrap(), Some(40), "r3 never ended");
     let (page, _) = runs.list("c", None, 2).unwrap();
     let r3 = &page[1];
-    assert_eq!((r3.id.as_str(), r3.outcome, r3.ended_us, r3.worker.as_deref()), ("r3", Some(Outcome::Failure), Some(99), Some("host:1")));
+    assert_eq!(
+        (r3.id.as_str(), r3.outcome, r3.ended_us, r3.worker.as_deref()),
+        ("r3", Some(Outcome::Failure), Some(99), Some("host:1"))
+    );
     assert_eq!(r3.error.as_deref(), Some(super::history::ABANDONED));
     assert_eq!(page[0].outcome, None, "r4 goes on");
 }
@@ -442,18 +494,20 @@ pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_a
         save(db, &scope(id), &[r#"{"id":"1"}"#, r#"{"id":"2"}"#]);
         save(db, &invoices(id), &[r#"{"id":"9"}"#]);
         db.checkpoints().unwrap().save(id, "customers", "{}").unwrap();
-        db.runs().unwrap().begin(&RunRecord {
-            id: format!("{id}-run"),
-            connection: id.into(),
-            trigger: Trigger::Schedule,
-            started_us: 10,
-            ended_us: None,
-            outcome: None,
-            summary: None,
-            error: None,
-            worker: None,
-        })
-        .unwrap();
+        db.runs()
+            .unwrap()
+            .begin(&RunRecord {
+                id: format!("{id}-run"),
+                connection: id.into(),
+                trigger: Trigger::Schedule,
+                started_us: 10,
+                ended_us: None,
+                outcome: None,
+                summary: None,
+                error: None,
+                worker: None,
+            })
+            .unwrap();
         let mut webhooks = db.webhooks().unwrap();
         let delivered = webhooks.enqueue(id, None, "https://app.example/hooks", "{}").unwrap();
         webhooks.delivered(delivered, 1, 5).unwrap();
@@ -476,7 +530,8 @@ pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_a
     let mut connections = db.connections().unwrap();
     assert_eq!(connections.remove("gone", false).unwrap(), Removal { connection: true, records: 0, purged: false });
     let (listed, _) = db.webhooks().unwrap().list("gone", None, 10).unwrap();
-    let statuses: Vec<(i64, &str, Option<&str>)> = listed.iter().map(|d| (d.id, d.status.as_str(), d.last_error.as_deref())).collect();
+    let statuses: Vec<(i64, &str, Option<&str>)> =
+        listed.iter().map(|d| (d.id, d.status.as_str(), d.last_error.as_deref())).collect();
     let (delivered, pending) = deliveries["gone"];
     assert_eq!(
         statuses,

@@ -125,7 +125,11 @@ fn expect_outcome(got: Result<records::BatchOutcome, records::Error>, want: reco
     }
 }
 
-fn expect_error(got: Result<impl std::fmt::Debug, records::Error>, want: fn(&records::Error) -> bool, what: &str) -> Check {
+fn expect_error(
+    got: Result<impl std::fmt::Debug, records::Error>,
+    want: fn(&records::Error) -> bool,
+    what: &str,
+) -> Check {
     match got {
         Err(error) if want(&error) => Ok(()),
         other => Err(format!("expected {what}, got {other:?}")),
@@ -177,14 +181,20 @@ fn records_undeclared() -> Check {
 
 fn records_invalid_json() -> Check {
     match save(&[r#"{"id":"ok"}"#, "{not json"]) {
-        Err(records::Error::InvalidJson(message)) => ensure(message.contains('1'), || format!("the message names index 1: {message}")),
+        Err(records::Error::InvalidJson(message)) => {
+            ensure(message.contains('1'), || format!("the message names index 1: {message}"))
+        }
         other => Err(format!("expected invalid-json, got {other:?}")),
     }
 }
 
 fn records_non_object() -> Check {
     for text in ["[1,2]", "\"id\"", "null", "42"] {
-        expect_error(save(&[text]), |e| matches!(e, records::Error::InvalidJson(_)), &format!("invalid-json for {text}"))?;
+        expect_error(
+            save(&[text]),
+            |e| matches!(e, records::Error::InvalidJson(_)),
+            &format!("invalid-json for {text}"),
+        )?;
     }
     Ok(())
 }
@@ -239,7 +249,11 @@ fn listing_end() -> Check {
 fn listing_wrong_id() -> Check {
     let listing = listing::begin(MODEL).map_err(|e| format!("begin: {e:?}"))?;
     expect_error(listing::end(MODEL, listing + 1), |e| matches!(e, records::Error::NoListing(_)), "no-listing")?;
-    expect_error(listing::keep(MODEL, listing + 1, &["a".to_string()]), |e| matches!(e, records::Error::NoListing(_)), "no-listing")?;
+    expect_error(
+        listing::keep(MODEL, listing + 1, &["a".to_string()]),
+        |e| matches!(e, records::Error::NoListing(_)),
+        "no-listing",
+    )?;
     listing::abandon(MODEL, listing).map_err(|e| format!("abandon: {e:?}"))?;
     // Nothing was deleted: a, b and new are live (saving them changes nothing).
     expect_outcome(save(&[r#"{"id":"a","n":10}"#, r#"{"id":"b","n":3}"#, r#"{"id":"new"}"#]), outcome(0, 0, 3, 0))
@@ -250,7 +264,11 @@ fn listing_supersede() -> Check {
     expect_outcome(save(&[r#"{"id":"a","n":10}"#, r#"{"id":"b","n":3}"#, r#"{"id":"new"}"#]), outcome(0, 0, 3, 0))?;
     let second = listing::begin(MODEL).map_err(|e| format!("begin: {e:?}"))?;
     ensure(second > first, || format!("listing ids increase: {first} then {second}"))?;
-    expect_error(listing::end(MODEL, first), |e| matches!(e, records::Error::NoListing(_)), "no-listing for the superseded one")?;
+    expect_error(
+        listing::end(MODEL, first),
+        |e| matches!(e, records::Error::NoListing(_)),
+        "no-listing for the superseded one",
+    )?;
     // What the first saw does not count for the second: ending it deletes all three.
     expect_outcome(save(&[r#"{"id":"a","n":10}"#]), outcome(0, 0, 1, 0))?;
     expect_outcome(listing::end(MODEL, second), outcome(0, 0, 0, 2))?;
@@ -321,7 +339,10 @@ fn expect_response(request: proxy::Request, status: u16, attempts: u32) -> Check
     match proxy::send(&request) {
         Ok(response) => {
             ensure(response.status == status && response.attempts == attempts, || {
-                format!("expected status {status} after {attempts} attempts, got {} after {}", response.status, response.attempts)
+                format!(
+                    "expected status {status} after {attempts} attempts, got {} after {}",
+                    response.status, response.attempts
+                )
             })?;
             ensure(response.headers.iter().all(|(name, _)| *name == name.to_ascii_lowercase()), || {
                 "header names are lower case".into()

@@ -44,10 +44,7 @@ use crate::{FakeQbo, GenerateOptions, Injected, RequestKind, Scripted};
 pub(crate) fn routes() -> Router<FakeQbo> {
     Router::new()
         .route("/_fake/customers", get(list).post(create))
-        .route(
-            "/_fake/customers/{id}",
-            get(read).post(merge).delete(remove),
-        )
+        .route("/_fake/customers/{id}", get(read).post(merge).delete(remove))
         .route("/_fake/customers/{id}/archive", post(archive))
         .route("/_fake/customers/{id}/reactivate", post(reactivate))
         .route("/_fake/clock", get(clock))
@@ -76,14 +73,8 @@ fn not_found(id: &str) -> Response {
 fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "body must be a JSON object",
-        ))),
-        Err(e) => Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-        ))),
+        Ok(_) => Err(Box::new(error(StatusCode::BAD_REQUEST, "body must be a JSON object"))),
+        Err(e) => Err(Box::new(error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))),
     }
 }
 
@@ -158,10 +149,7 @@ async fn advance(State(fake): State<FakeQbo>, Query(params): Params) -> Response
             fake.advance(chrono::Duration::seconds(secs));
             now_json(&fake)
         }
-        _ => error(
-            StatusCode::BAD_REQUEST,
-            "seconds=N (an integer) is required",
-        ),
+        _ => error(StatusCode::BAD_REQUEST, "seconds=N (an integer) is required"),
     }
 }
 
@@ -171,10 +159,7 @@ async fn set_clock(State(fake): State<FakeQbo>, Query(params): Params) -> Respon
             fake.set_now(now);
             now_json(&fake)
         }
-        None => error(
-            StatusCode::BAD_REQUEST,
-            "now=<RFC 3339 timestamp> is required",
-        ),
+        None => error(StatusCode::BAD_REQUEST, "now=<RFC 3339 timestamp> is required"),
     }
 }
 
@@ -200,10 +185,7 @@ async fn seed_generated(State(fake): State<FakeQbo>, Query(params): Params) -> R
     if let Some(seed) = number("seed") {
         opts.seed = seed;
     }
-    if let Some(f) = params
-        .get("archived_fraction")
-        .and_then(|v| v.parse::<f64>().ok())
-    {
+    if let Some(f) = params.get("archived_fraction").and_then(|v| v.parse::<f64>().ok()) {
         opts.archived_fraction = f;
     }
     if let Some(k) = number("shared") {
@@ -217,16 +199,9 @@ async fn inject(State(fake): State<FakeQbo>, body: Bytes) -> Response {
         Ok(spec) => spec,
         Err(answer) => return *answer,
     };
-    let text = |key: &str, default: &str| {
-        spec.get(key)
-            .and_then(Value::as_str)
-            .unwrap_or(default)
-            .to_owned()
-    };
+    let text = |key: &str, default: &str| spec.get(key).and_then(Value::as_str).unwrap_or(default).to_owned();
     let injected = match text("respond", "").as_str() {
-        "throttle" => {
-            Injected::throttle(spec.get("retry_after").and_then(Value::as_u64).unwrap_or(1))
-        }
+        "throttle" => Injected::throttle(spec.get("retry_after").and_then(Value::as_u64).unwrap_or(1)),
         "throttle_xml" => Injected::throttle_xml(),
         "unavailable" => Injected::unavailable(),
         "server_error" => Injected::server_error(),
@@ -236,12 +211,7 @@ async fn inject(State(fake): State<FakeQbo>, body: Bytes) -> Response {
             &text("message", "Error parsing query"),
             &text("detail", "Injected fault"),
         ),
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown respond '{other}'"),
-            )
-        }
+        other => return error(StatusCode::BAD_REQUEST, format!("unknown respond '{other}'")),
     };
     let kind = match spec.get("kind").and_then(Value::as_str) {
         None | Some("any") => None,
@@ -250,21 +220,9 @@ async fn inject(State(fake): State<FakeQbo>, body: Bytes) -> Response {
         Some("other") => Some(RequestKind::Other),
         Some(other) => return error(StatusCode::BAD_REQUEST, format!("unknown kind '{other}'")),
     };
-    let at_request = spec
-        .get("at_request")
-        .and_then(Value::as_u64)
-        .map(|n| n as usize);
-    let times = spec
-        .get("times")
-        .and_then(Value::as_u64)
-        .unwrap_or(1)
-        .clamp(1, u32::MAX as u64) as u32;
-    fake.add_scripted(Scripted {
-        kind,
-        at_request,
-        injected,
-        remaining: times,
-    });
+    let at_request = spec.get("at_request").and_then(Value::as_u64).map(|n| n as usize);
+    let times = spec.get("times").and_then(Value::as_u64).unwrap_or(1).clamp(1, u32::MAX as u64) as u32;
+    fake.add_scripted(Scripted { kind, at_request, injected, remaining: times });
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -296,7 +254,12 @@ async fn notify(State(fake): State<FakeQbo>, Query(params): Params) -> Response 
         "update" => Operation::Update,
         "delete" => Operation::Delete,
         "merge" => Operation::Merge,
-        other => return error(StatusCode::BAD_REQUEST, format!("unknown operation {other:?}: create, update, delete or merge")),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown operation {other:?}: create, update, delete or merge"),
+            )
+        }
     };
     let format = match params.get("format").map(String::as_str).unwrap_or("cloudevents") {
         "cloudevents" => NotificationFormat::CloudEvents,

@@ -145,11 +145,7 @@ pub struct RequestRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Injected {
     /// Any status, headers and body, verbatim.
-    Status {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: String,
-    },
+    Status { status: u16, headers: Vec<(String, String)>, body: String },
     /// 429 with `Retry-After` and QBO's `ThrottleExceeded` fault.
     Throttle { retry_after_secs: u64 },
     /// 429 as real QuickBooks sends it: no `Retry-After`, an XML fault (code
@@ -162,11 +158,7 @@ pub enum Injected {
     /// 200 whose body is the first half of the real JSON answer.
     TruncatedJson,
     /// 400 `ValidationFault` with the given code, message and detail.
-    Fault {
-        code: String,
-        message: String,
-        detail: String,
-    },
+    Fault { code: String, message: String, detail: String },
 }
 
 impl Injected {
@@ -186,11 +178,7 @@ impl Injected {
         Injected::TruncatedJson
     }
     pub fn fault(code: &str, message: &str, detail: &str) -> Self {
-        Injected::Fault {
-            code: code.into(),
-            message: message.into(),
-            detail: detail.into(),
-        }
+        Injected::Fault { code: code.into(), message: message.into(), detail: detail.into() }
     }
 }
 
@@ -241,9 +229,7 @@ pub struct FakeQbo {
 
 impl std::fmt::Debug for FakeQbo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeQbo")
-            .field("realm_id", &self.inner.realm_id)
-            .finish_non_exhaustive()
+        f.debug_struct("FakeQbo").field("realm_id", &self.inner.realm_id).finish_non_exhaustive()
     }
 }
 
@@ -366,11 +352,7 @@ impl FakeQbo {
 
     /// Ids of customers deleted outright, in deletion order.
     pub fn deleted_ids(&self) -> Vec<String> {
-        self.store()
-            .tombstones
-            .iter()
-            .map(|t| t.id.clone())
-            .collect()
+        self.store().tombstones.iter().map(|t| t.id.clone()).collect()
     }
 
     /// Customers in the table's internal order (the order ties come back in).
@@ -482,9 +464,9 @@ impl FakeQbo {
             return injected;
         }
         let mut scripted = lock(&self.inner.scripted);
-        let pos = scripted.iter().position(|s| {
-            s.kind.is_none_or(|k| k == info.kind) && s.at_request.is_none_or(|n| n == info.n)
-        })?;
+        let pos = scripted
+            .iter()
+            .position(|s| s.kind.is_none_or(|k| k == info.kind) && s.at_request.is_none_or(|n| n == info.n))?;
         let hit = &mut scripted[pos];
         let answer = hit.injected.clone();
         hit.remaining = hit.remaining.saturating_sub(1);
@@ -537,11 +519,7 @@ impl FakeQbo {
     }
 
     fn count_kind(&self, kind: RequestKind) -> usize {
-        lock(&self.inner.log)
-            .records
-            .iter()
-            .filter(|r| r.kind == kind)
-            .count()
+        lock(&self.inner.log).records.iter().filter(|r| r.kind == kind).count()
     }
 
     // --- serving -------------------------------------------------------------------
@@ -568,10 +546,7 @@ impl FakeQbo {
     /// Inserts the 33 customers recorded from the sandbox, keeping Ids and timestamps.
     /// Returns their Ids.
     pub fn seed_recorded(&self) -> Vec<String> {
-        seed::recorded_customers()
-            .into_iter()
-            .map(|c| self.insert(c))
-            .collect()
+        seed::recorded_customers().into_iter().map(|c| self.insert(c)).collect()
     }
 
     /// Inserts `n` generated customers with fresh Ids; see [`GenerateOptions`].

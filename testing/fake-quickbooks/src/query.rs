@@ -38,18 +38,10 @@ pub struct QueryError {
 
 impl QueryError {
     fn parse(detail: impl Into<String>) -> Self {
-        QueryError {
-            code: "4000",
-            message: "Error parsing query",
-            detail: detail.into(),
-        }
+        QueryError { code: "4000", message: "Error parsing query", detail: detail.into() }
     }
     fn invalid(detail: impl Into<String>) -> Self {
-        QueryError {
-            code: "4001",
-            message: "Invalid query",
-            detail: detail.into(),
-        }
+        QueryError { code: "4001", message: "Invalid query", detail: detail.into() }
     }
 }
 
@@ -73,94 +65,27 @@ pub struct Field {
 }
 
 const FIELDS: &[Field] = &[
-    Field {
-        name: "Id",
-        path: &["Id"],
-        kind: Kind::Id,
-    },
-    Field {
-        name: "Active",
-        path: &["Active"],
-        kind: Kind::Bool,
-    },
-    Field {
-        name: "DisplayName",
-        path: &["DisplayName"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "GivenName",
-        path: &["GivenName"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "MiddleName",
-        path: &["MiddleName"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "FamilyName",
-        path: &["FamilyName"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "CompanyName",
-        path: &["CompanyName"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "FullyQualifiedName",
-        path: &["FullyQualifiedName"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "PrintOnCheckName",
-        path: &["PrintOnCheckName"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "PrimaryEmailAddr",
-        path: &["PrimaryEmailAddr", "Address"],
-        kind: Kind::Text,
-    },
-    Field {
-        name: "Balance",
-        path: &["Balance"],
-        kind: Kind::Number,
-    },
-    Field {
-        name: "BalanceWithJobs",
-        path: &["BalanceWithJobs"],
-        kind: Kind::Number,
-    },
-    Field {
-        name: "Job",
-        path: &["Job"],
-        kind: Kind::Bool,
-    },
-    Field {
-        name: "SyncToken",
-        path: &["SyncToken"],
-        kind: Kind::Id,
-    },
-    Field {
-        name: "MetaData.CreateTime",
-        path: &["MetaData", "CreateTime"],
-        kind: Kind::Time,
-    },
-    Field {
-        name: "MetaData.LastUpdatedTime",
-        path: &["MetaData", "LastUpdatedTime"],
-        kind: Kind::Time,
-    },
+    Field { name: "Id", path: &["Id"], kind: Kind::Id },
+    Field { name: "Active", path: &["Active"], kind: Kind::Bool },
+    Field { name: "DisplayName", path: &["DisplayName"], kind: Kind::Text },
+    Field { name: "GivenName", path: &["GivenName"], kind: Kind::Text },
+    Field { name: "MiddleName", path: &["MiddleName"], kind: Kind::Text },
+    Field { name: "FamilyName", path: &["FamilyName"], kind: Kind::Text },
+    Field { name: "CompanyName", path: &["CompanyName"], kind: Kind::Text },
+    Field { name: "FullyQualifiedName", path: &["FullyQualifiedName"], kind: Kind::Text },
+    Field { name: "PrintOnCheckName", path: &["PrintOnCheckName"], kind: Kind::Text },
+    Field { name: "PrimaryEmailAddr", path: &["PrimaryEmailAddr", "Address"], kind: Kind::Text },
+    Field { name: "Balance", path: &["Balance"], kind: Kind::Number },
+    Field { name: "BalanceWithJobs", path: &["BalanceWithJobs"], kind: Kind::Number },
+    Field { name: "Job", path: &["Job"], kind: Kind::Bool },
+    Field { name: "SyncToken", path: &["SyncToken"], kind: Kind::Id },
+    Field { name: "MetaData.CreateTime", path: &["MetaData", "CreateTime"], kind: Kind::Time },
+    Field { name: "MetaData.LastUpdatedTime", path: &["MetaData", "LastUpdatedTime"], kind: Kind::Time },
 ];
 
 /// Property names are matched case-insensitively (QBO is lenient about them too).
 fn lookup_field(name: &str) -> Option<Field> {
-    FIELDS
-        .iter()
-        .copied()
-        .find(|f| f.name.eq_ignore_ascii_case(name))
+    FIELDS.iter().copied().find(|f| f.name.eq_ignore_ascii_case(name))
 }
 
 /// A typed value, either from a literal or from a customer.
@@ -309,9 +234,7 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, QueryError> {
                 }
             }
             out.push((Tok::Str(s), col));
-        } else if c.is_ascii_digit()
-            || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
+        } else if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let start = i;
             i += 1;
             while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
@@ -326,9 +249,7 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, QueryError> {
             out.push((Tok::Num(n), col));
         } else if c.is_alphabetic() || c == '_' {
             let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
-            {
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
                 i += 1;
             }
             out.push((Tok::Word(chars[start..i].iter().collect()), col));
@@ -364,9 +285,7 @@ impl Parser {
                         "QueryParserError: Encountered \" <OR> \"{shown} \"\" at line 1, column {col}. OR is not supported"
                     ))
                 } else {
-                    QueryError::parse(format!(
-                        "QueryParserError: Encountered \"{shown}\" at line 1, column {col}."
-                    ))
+                    QueryError::parse(format!("QueryParserError: Encountered \"{shown}\" at line 1, column {col}."))
                 }
             }
             None => QueryError::parse(format!(
@@ -417,9 +336,7 @@ impl Parser {
                 let name = w.clone();
                 self.pos += 1;
                 lookup_field(&name).ok_or_else(|| {
-                    QueryError::invalid(format!(
-                        "QueryValidationError: property '{name}' is not queryable"
-                    ))
+                    QueryError::invalid(format!("QueryValidationError: property '{name}' is not queryable"))
                 })
             }
             _ => Err(self.unexpected()),
@@ -442,11 +359,9 @@ impl Parser {
         match self.peek() {
             Some(Tok::Num(n)) => {
                 let n = n.clone();
-                let value = n.parse::<u64>().map_err(|_| {
-                    QueryError::invalid(format!(
-                        "QueryValidationError: {what} value {n} is not valid"
-                    ))
-                })?;
+                let value = n
+                    .parse::<u64>()
+                    .map_err(|_| QueryError::invalid(format!("QueryValidationError: {what} value {n} is not valid")))?;
                 self.pos += 1;
                 Ok(value)
             }
@@ -487,10 +402,7 @@ impl Parser {
                 field.name
             )));
         }
-        let values = literals
-            .into_iter()
-            .map(|l| l.typed(field, op))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = literals.into_iter().map(|l| l.typed(field, op)).collect::<Result<Vec<_>, _>>()?;
         Ok(Condition { field, op, values })
     }
 }
@@ -552,12 +464,9 @@ impl Literal {
             };
         }
         let typed = match (field.kind, &self) {
-            (Kind::Id | Kind::Number, Literal::Num(n) | Literal::Str(n)) => n
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(Typed::Number),
+            (Kind::Id | Kind::Number, Literal::Num(n) | Literal::Str(n)) => {
+                n.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Typed::Number)
+            }
             (Kind::Text, Literal::Str(s) | Literal::Num(s)) => Some(Typed::Text(s.to_lowercase())),
             (Kind::Bool, Literal::Bool(b)) => Some(Typed::Bool(*b)),
             (Kind::Bool, Literal::Str(s)) => match s.to_ascii_lowercase().as_str() {
@@ -575,11 +484,7 @@ impl Literal {
 /// Parses and validates a query text.
 pub fn parse(text: &str) -> Result<Query, QueryError> {
     let toks = tokenize(text)?;
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        end_col: text.chars().count() + 1,
-    };
+    let mut p = Parser { toks, pos: 0, end_col: text.chars().count() + 1 };
 
     p.expect_keyword("select")?;
     let select = if p.peek() == Some(&Tok::Star) {
@@ -591,9 +496,7 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
         p.expect(Tok::RParen)?;
         Select::Count
     } else if matches!(p.peek(), Some(Tok::Word(w)) if !is_reserved(w)) {
-        return Err(QueryError::invalid(
-            "QueryValidationError: this fake only supports SELECT * and SELECT COUNT(*)",
-        ));
+        return Err(QueryError::invalid("QueryValidationError: this fake only supports SELECT * and SELECT COUNT(*)"));
     } else {
         return Err(p.unexpected());
     };
@@ -654,9 +557,7 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
         if start_position.is_none() && p.eat_keyword("startposition") {
             let n = p.number("STARTPOSITION")?;
             if n == 0 {
-                return Err(QueryError::invalid(
-                    "QueryValidationError: STARTPOSITION must be at least 1",
-                ));
+                return Err(QueryError::invalid("QueryValidationError: STARTPOSITION must be at least 1"));
             }
             start_position = Some(n);
         } else if max_results.is_none() && p.eat_keyword("maxresults") {
@@ -667,9 +568,7 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
                 )));
             }
             if n == 0 {
-                return Err(QueryError::invalid(
-                    "QueryValidationError: MAXRESULTS must be at least 1",
-                ));
+                return Err(QueryError::invalid("QueryValidationError: MAXRESULTS must be at least 1"));
             }
             max_results = Some(n);
         } else {
@@ -735,8 +634,9 @@ impl<'a> Row<'a> {
     fn value(&self, field: Field) -> Option<Typed> {
         match field.name {
             "Active" => Some(Typed::Bool(self.stored.active)),
-            "MetaData.LastUpdatedTime" => chrono::DateTime::from_timestamp(self.stored.updated, 0)
-                .map(|t| Typed::Time(t.fixed_offset())),
+            "MetaData.LastUpdatedTime" => {
+                chrono::DateTime::from_timestamp(self.stored.updated, 0).map(|t| Typed::Time(t.fixed_offset()))
+            }
             _ => customer_value(self.body.get_or_init(|| self.stored.body()), field),
         }
     }
@@ -773,10 +673,7 @@ impl Condition {
             Op::Lt => cmp(&self.values[0]) == Some(Ordering::Less),
             Op::Gt => cmp(&self.values[0]) == Some(Ordering::Greater),
             Op::Le => matches!(cmp(&self.values[0]), Some(Ordering::Less | Ordering::Equal)),
-            Op::Ge => matches!(
-                cmp(&self.values[0]),
-                Some(Ordering::Greater | Ordering::Equal)
-            ),
+            Op::Ge => matches!(cmp(&self.values[0]), Some(Ordering::Greater | Ordering::Equal)),
             Op::In => self.values.iter().any(|v| cmp(v) == Some(Ordering::Equal)),
             Op::Like => match (&actual, &self.values[0]) {
                 (Typed::Text(t), Typed::Text(p)) => like(t, p),
@@ -826,9 +723,7 @@ impl Query {
     pub(crate) fn execute(&self, store: &Store) -> Answer {
         let by_updated = matches!(self.order.as_slice(), [(f, false)] if f.name == "MetaData.LastUpdatedTime");
         match self.select {
-            Select::Count => {
-                Answer::Count(store.in_internal_order().filter(|s| self.keeps(&Row::new(s))).count())
-            }
+            Select::Count => Answer::Count(store.in_internal_order().filter(|s| self.keeps(&Row::new(s))).count()),
             Select::All if by_updated => Answer::Page(self.skip_take(store.updated_since(self.updated_lower_bound()))),
             Select::All if self.order.is_empty() => Answer::Page(self.skip_take(store.in_internal_order())),
             Select::All => {
@@ -878,15 +773,10 @@ mod tests {
     #[test]
     fn parses_the_supported_subset() {
         let q = ok("select * from Customer");
-        assert_eq!(
-            (q.select, q.start_position, q.max_results),
-            (Select::All, 1, 100)
-        );
-        let q = ok(
-            "SELECT * FROM Customer WHERE MetaData.LastUpdatedTime >= '2026-03-31T16:49:28-07:00' \
+        assert_eq!((q.select, q.start_position, q.max_results), (Select::All, 1, 100));
+        let q = ok("SELECT * FROM Customer WHERE MetaData.LastUpdatedTime >= '2026-03-31T16:49:28-07:00' \
                     AND Active IN (true, false) ORDERBY MetaData.LastUpdatedTime, Id DESC \
-                    STARTPOSITION 101 MAXRESULTS 1000",
-        );
+                    STARTPOSITION 101 MAXRESULTS 1000");
         assert_eq!(q.conditions.len(), 2);
         assert_eq!(q.conditions[1].op, Op::In);
         assert_eq!(q.order.len(), 2);
@@ -894,10 +784,7 @@ mod tests {
         assert_eq!((q.start_position, q.max_results), (101, 1000));
         let q = ok("Select Count(*) From customer Where DisplayName LIKE '%O\\'Brien%'");
         assert_eq!(q.select, Select::Count);
-        assert_eq!(
-            q.conditions[0].values,
-            vec![Typed::Text("%o'brien%".into())]
-        );
+        assert_eq!(q.conditions[0].values, vec![Typed::Text("%o'brien%".into())]);
         ok("SELECT * FROM Customer MAXRESULTS 5 STARTPOSITION 2");
         ok("SELECT * FROM Customer WHERE Balance < -0.5 AND Id = '5' AND Active = false");
         ok("SELECT * FROM Customer WHERE MetaData.CreateTime > '2026-03-31' ORDER BY Id ASC");
@@ -906,21 +793,12 @@ mod tests {
 
     #[test]
     fn refuses_what_qbo_refuses() {
-        assert_eq!(
-            code("SELECT * FROM Customer WHERE Id = '1' OR Id = '2'"),
-            "4000"
-        );
+        assert_eq!(code("SELECT * FROM Customer WHERE Id = '1' OR Id = '2'"), "4000");
         assert_eq!(code("SELECT * FROM Customer WHERE Nickname = 'x'"), "4001");
         assert_eq!(code("SELECT * FROM Customer ORDERBY Nickname"), "4001");
         assert_eq!(code("SELECT * FROM Customer MAXRESULTS 1001"), "4001");
-        assert_eq!(
-            code("SELECT * FROM Customer WHERE MetaData.LastUpdatedTime > 'yesterday'"),
-            "4001"
-        );
-        assert_eq!(
-            code("SELECT * FROM Customer WHERE Balance LIKE '1%'"),
-            "4001"
-        );
+        assert_eq!(code("SELECT * FROM Customer WHERE MetaData.LastUpdatedTime > 'yesterday'"), "4001");
+        assert_eq!(code("SELECT * FROM Customer WHERE Balance LIKE '1%'"), "4001");
         assert_eq!(code("SELECT * FROM Invoice"), "4001");
         for garbage in [
             "",
@@ -948,10 +826,7 @@ mod tests {
             "SELECT * FROM Customer WHERE Id = '1' AND",
         ] {
             let err = parse(garbage).expect_err(garbage);
-            assert!(
-                err.code == "4000" || err.code == "4001",
-                "{garbage}: {err:?}"
-            );
+            assert!(err.code == "4000" || err.code == "4001", "{garbage}: {err:?}");
         }
     }
 
@@ -962,35 +837,15 @@ mod tests {
         let mut store = Store::new();
         store.insert(c, None);
         let hits = |q: &str| matches!(ok(q).execute(&store), Answer::Page(page) if page.len() == 1);
-        assert!(
-            hits("SELECT * FROM Customer WHERE Id > '9'"),
-            "Ids compare as numbers"
-        );
-        assert!(hits(
-            "SELECT * FROM Customer WHERE DisplayName LIKE 'renée%'"
-        ));
-        assert!(hits(
-            "SELECT * FROM Customer WHERE DisplayName = 'RENÉE O\\'BRIEN'"
-        ));
-        assert!(!hits(
-            "SELECT * FROM Customer WHERE DisplayName LIKE '%Smith%'"
-        ));
-        assert!(hits(
-            "SELECT * FROM Customer WHERE Balance >= 314.28 AND Balance < 314.29"
-        ));
-        assert!(hits(
-            "SELECT * FROM Customer WHERE MetaData.LastUpdatedTime = '2026-03-31T23:49:28Z'"
-        ));
-        assert!(hits(
-            "SELECT * FROM Customer WHERE MetaData.LastUpdatedTime >= '2026-03-31'"
-        ));
-        assert!(!hits(
-            "SELECT * FROM Customer WHERE MetaData.LastUpdatedTime > '2026-03-31T16:49:28-07:00'"
-        ));
-        assert!(
-            !hits("SELECT * FROM Customer WHERE CompanyName = 'x'"),
-            "missing field never matches"
-        );
+        assert!(hits("SELECT * FROM Customer WHERE Id > '9'"), "Ids compare as numbers");
+        assert!(hits("SELECT * FROM Customer WHERE DisplayName LIKE 'renée%'"));
+        assert!(hits("SELECT * FROM Customer WHERE DisplayName = 'RENÉE O\\'BRIEN'"));
+        assert!(!hits("SELECT * FROM Customer WHERE DisplayName LIKE '%Smith%'"));
+        assert!(hits("SELECT * FROM Customer WHERE Balance >= 314.28 AND Balance < 314.29"));
+        assert!(hits("SELECT * FROM Customer WHERE MetaData.LastUpdatedTime = '2026-03-31T23:49:28Z'"));
+        assert!(hits("SELECT * FROM Customer WHERE MetaData.LastUpdatedTime >= '2026-03-31'"));
+        assert!(!hits("SELECT * FROM Customer WHERE MetaData.LastUpdatedTime > '2026-03-31T16:49:28-07:00'"));
+        assert!(!hits("SELECT * FROM Customer WHERE CompanyName = 'x'"), "missing field never matches");
     }
 
     /// Random token soup must give a fault or a query, never a panic, and any query
@@ -1051,11 +906,7 @@ mod tests {
         store.insert(json!({"Id": "x"}), None);
         for i in 0..20_000 {
             let len = (next() % 14) as usize;
-            let mut words: Vec<&str> = if i % 2 == 0 {
-                vec!["SELECT", "*", "FROM", "Customer"]
-            } else {
-                vec![]
-            };
+            let mut words: Vec<&str> = if i % 2 == 0 { vec!["SELECT", "*", "FROM", "Customer"] } else { vec![] };
             for _ in 0..len {
                 words.push(PIECES[(next() % PIECES.len() as u64) as usize]);
             }

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Duration, FixedOffset};
 use serde_json::{json, Map, Value};
 
-
 use crate::store::Store;
 
 /// The recorded sandbox answer (`{"QueryResponse":{"Customer":[...]}}`, 33 customers).
@@ -13,11 +12,7 @@ pub const RECORDED_FIXTURE: &str = include_str!("../../../tests/fixtures/qbo-cus
 
 pub(crate) fn recorded_customers() -> Vec<Value> {
     let parsed: Value = serde_json::from_str(RECORDED_FIXTURE).unwrap_or(Value::Null);
-    parsed
-        .pointer("/QueryResponse/Customer")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+    parsed.pointer("/QueryResponse/Customer").and_then(Value::as_array).cloned().unwrap_or_default()
 }
 
 /// How [`crate::FakeQbo::seed_generated`] shapes its customers.
@@ -38,12 +33,7 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions {
-            seed: 0x5EED,
-            shared_timestamp: None,
-            archived_fraction: 0.0,
-            spread_days: 20,
-        }
+        GenerateOptions { seed: 0x5EED, shared_timestamp: None, archived_fraction: 0.0, spread_days: 20 }
     }
 }
 
@@ -132,18 +122,7 @@ const CITIES: &[(&str, &str, &str)] = &[
     ("Zürich", "ZH", "8001"),
     ("Bayshore", "CA", "94326"),
 ];
-const BALANCES: &[f64] = &[
-    0.0,
-    314.28,
-    78.6,
-    -0.5,
-    1234567.891,
-    0.01,
-    99.99,
-    1000000.0,
-    -15.0,
-    42.0,
-];
+const BALANCES: &[f64] = &[0.0, 314.28, 78.6, -0.5, 1234567.891, 0.01, 99.99, 1000000.0, -15.0, 42.0];
 
 /// Inserts `n` generated customers into `store` and returns their Ids.
 pub(crate) fn generate(store: &mut Store, n: usize, opts: &GenerateOptions) -> Vec<String> {
@@ -154,10 +133,7 @@ pub(crate) fn generate(store: &mut Store, n: usize, opts: &GenerateOptions) -> V
     for i in 0..n {
         let archived = ((i + 1) as f64 * fraction).floor() > (i as f64 * fraction).floor();
         let customer = customer(&mut rng, store.next_id, archived);
-        let shared = opts
-            .shared_timestamp
-            .filter(|(count, _)| i < *count)
-            .map(|(_, at)| at);
+        let shared = opts.shared_timestamp.filter(|(count, _)| i < *count).map(|(_, at)| at);
         let (created, updated) = match shared {
             Some(at) => (at, at),
             None => {
@@ -194,11 +170,7 @@ fn customer(rng: &mut SplitMix64, number: u64, archived: bool) -> Map<String, Va
     });
     let c = c.as_object_mut().expect("object literal");
 
-    let balance = if rng.chance(60) {
-        *rng.pick(BALANCES)
-    } else {
-        (rng.below(2_000_000) as f64 - 500_000.0) / 100.0
-    };
+    let balance = if rng.chance(60) { *rng.pick(BALANCES) } else { (rng.below(2_000_000) as f64 - 500_000.0) / 100.0 };
     c.insert("Balance".into(), json!(balance));
     c.insert("BalanceWithJobs".into(), json!(balance));
 
@@ -206,13 +178,8 @@ fn customer(rng: &mut SplitMix64, number: u64, archived: bool) -> Map<String, Va
         c.insert("CompanyName".into(), json!(rng.pick(COMPANY)));
     }
     if rng.chance(75) {
-        let local = format!("{}.{}", given, number)
-            .to_lowercase()
-            .replace([' ', '"', '\'', '\\'], "");
-        c.insert(
-            "PrimaryEmailAddr".into(),
-            json!({"Address": format!("{local}@example.com")}),
-        );
+        let local = format!("{}.{}", given, number).to_lowercase().replace([' ', '"', '\'', '\\'], "");
+        c.insert("PrimaryEmailAddr".into(), json!({"Address": format!("{local}@example.com")}));
     }
     if rng.chance(65) {
         let phone = format!("({:03}) 555-{:04}", 200 + rng.below(800), rng.below(10_000));
@@ -238,10 +205,7 @@ fn customer(rng: &mut SplitMix64, number: u64, archived: bool) -> Map<String, Va
         c.insert("BillAddr".into(), addr);
     }
     if rng.chance(15) {
-        c.insert(
-            "Notes".into(),
-            json!("Line one\nLine two, with 'quotes' and \"doubles\""),
-        );
+        c.insert("Notes".into(), json!("Line one\nLine two, with 'quotes' and \"doubles\""));
     }
     std::mem::take(c)
 }
@@ -258,11 +222,7 @@ mod tests {
     #[test]
     fn generation_is_deterministic_and_honours_options() {
         let at = crate::store::parse_timestamp("2026-05-01T10:00:00-07:00").unwrap();
-        let opts = GenerateOptions {
-            shared_timestamp: Some((40, at)),
-            archived_fraction: 0.25,
-            ..Default::default()
-        };
+        let opts = GenerateOptions { shared_timestamp: Some((40, at)), archived_fraction: 0.25, ..Default::default() };
         let run = || {
             let mut store = Store::new();
             generate(&mut store, 100, &opts);
@@ -273,23 +233,16 @@ mod tests {
         assert_eq!(a.len(), 100);
         let inactive = a.iter().filter(|c| c["Active"] == json!(false)).count();
         assert_eq!(inactive, 25);
-        let shared = a
-            .iter()
-            .filter(|c| c["MetaData"]["LastUpdatedTime"] == json!("2026-05-01T10:00:00-07:00"))
-            .count();
+        let shared =
+            a.iter().filter(|c| c["MetaData"]["LastUpdatedTime"] == json!("2026-05-01T10:00:00-07:00")).count();
         assert_eq!(shared, 40);
         let now = Store::new().now;
         for c in &a {
-            let updated =
-                crate::store::parse_timestamp(c["MetaData"]["LastUpdatedTime"].as_str().unwrap())
-                    .unwrap();
-            let created =
-                crate::store::parse_timestamp(c["MetaData"]["CreateTime"].as_str().unwrap())
-                    .unwrap();
+            let updated = crate::store::parse_timestamp(c["MetaData"]["LastUpdatedTime"].as_str().unwrap()).unwrap();
+            let created = crate::store::parse_timestamp(c["MetaData"]["CreateTime"].as_str().unwrap()).unwrap();
             assert!(created <= updated && updated <= now);
         }
-        let names: std::collections::HashSet<_> =
-            a.iter().map(|c| c["DisplayName"].clone()).collect();
+        let names: std::collections::HashSet<_> = a.iter().map(|c| c["DisplayName"].clone()).collect();
         assert_eq!(names.len(), 100, "DisplayNames are unique");
     }
 }

@@ -11,7 +11,6 @@ use axum::Router;
 use chrono::Duration;
 use serde_json::{json, Value};
 
-
 use crate::query;
 use crate::store::{parse_timestamp, response_time};
 use crate::{admin, FakeQbo, Injected, RequestInfo, RequestKind};
@@ -48,12 +47,7 @@ impl Reply {
             Format::Json => ("application/json", value.to_string()),
             Format::Xml => ("application/xml", crate::xml::render(value)),
         };
-        Reply {
-            status,
-            headers: Vec::new(),
-            content_type: content_type.into(),
-            body,
-        }
+        Reply { status, headers: Vec::new(), content_type: content_type.into(), body }
     }
 
     fn into_response(self, n: usize) -> Response {
@@ -67,10 +61,7 @@ impl Reply {
             headers.insert(HeaderName::from_static("intuit_tid"), v);
         }
         for (name, value) in self.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
                 headers.insert(name, value);
             }
         }
@@ -129,9 +120,7 @@ fn unauthorized(time: &str, format: Format, expired: bool) -> Reply {
         time,
     );
     let mut reply = Reply::new(401, &body, format);
-    reply
-        .headers
-        .push(("WWW-Authenticate".into(), "Bearer realm=\"Intuit\"".into()));
+    reply.headers.push(("WWW-Authenticate".into(), "Bearer realm=\"Intuit\"".into()));
     reply
 }
 
@@ -173,11 +162,7 @@ fn bad_request(code: &str, message: &str, detail: &str, time: &str, format: Form
 
 fn render_injected(injected: Injected, time: &str, format: Format) -> Reply {
     match injected {
-        Injected::Status {
-            status,
-            headers,
-            body,
-        } => {
+        Injected::Status { status, headers, body } => {
             let trimmed = body.trim_start();
             let content_type = headers
                 .iter()
@@ -192,12 +177,7 @@ fn render_injected(injected: Injected, time: &str, format: Format) -> Reply {
                         "text/plain".into()
                     }
                 });
-            Reply {
-                status,
-                headers,
-                content_type,
-                body,
-            }
+            Reply { status, headers, content_type, body }
         }
         Injected::Throttle { retry_after_secs } => {
             let body = gateway_fault(
@@ -208,44 +188,26 @@ fn render_injected(injected: Injected, time: &str, format: Format) -> Reply {
                 time,
             );
             let mut reply = Reply::new(429, &body, format);
-            reply
-                .headers
-                .push(("Retry-After".into(), retry_after_secs.to_string()));
+            reply.headers.push(("Retry-After".into(), retry_after_secs.to_string()));
             reply
         }
         Injected::ThrottleXml => throttled_as_qbo(time),
         Injected::Unavailable => {
-            let mut reply = Reply::new(
-                503,
-                &system_fault("Service temporarily unavailable", time),
-                format,
-            );
+            let mut reply = Reply::new(503, &system_fault("Service temporarily unavailable", time), format);
             reply.headers.push(("Retry-After".into(), "1".into()));
             reply
         }
-        Injected::ServerError => {
-            Reply::new(500, &system_fault("Internal server error", time), format)
-        }
-        Injected::Fault {
-            code,
-            message,
-            detail,
-        } => bad_request(&code, &message, &detail, time, format),
+        Injected::ServerError => Reply::new(500, &system_fault("Internal server error", time), format),
+        Injected::Fault { code, message, detail } => bad_request(&code, &message, &detail, time, format),
         // Handled by the caller, which has the real answer to cut.
-        Injected::TruncatedJson => {
-            truncate(Reply::new(200, &json!({"QueryResponse": {}}), Format::Json))
-        }
+        Injected::TruncatedJson => truncate(Reply::new(200, &json!({"QueryResponse": {}}), Format::Json)),
     }
 }
 
 /// A 200 whose JSON body stops halfway, as a dropped connection would leave it.
 fn truncate(mut reply: Reply) -> Reply {
     const FIXED: &str = r#"{"QueryResponse":{"Customer":[{"Id":"1","DisplayName":"Trunc"#;
-    let body = if reply.body.len() >= 16 {
-        reply.body.as_str()
-    } else {
-        FIXED
-    };
+    let body = if reply.body.len() >= 16 { reply.body.as_str() } else { FIXED };
     let mut cut = body.len() / 2;
     while !body.is_char_boundary(cut) {
         cut -= 1;
@@ -274,10 +236,7 @@ fn route(path: &str) -> Route {
             match rest {
                 [op] if op.eq_ignore_ascii_case("query") => Route::Query { realm },
                 [op] if op.eq_ignore_ascii_case("cdc") => Route::Cdc { realm },
-                [entity, id] if entity.eq_ignore_ascii_case("customer") => Route::Read {
-                    realm,
-                    id: (*id).to_owned(),
-                },
+                [entity, id] if entity.eq_ignore_ascii_case("customer") => Route::Read { realm, id: (*id).to_owned() },
                 _ => Route::Unknown { realm: Some(realm) },
             }
         }
@@ -286,25 +245,14 @@ fn route(path: &str) -> Route {
 }
 
 fn param(params: &[(String, String)], name: &str) -> Option<String> {
-    params
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
+    params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
 }
 
 /// Answers every `/v3` request: log, hooks, then auth, realm and the operation.
-async fn api(
-    State(fake): State<FakeQbo>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn api(State(fake): State<FakeQbo>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_owned();
     let raw_query = uri.query().unwrap_or("").to_owned();
-    let params: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
-        .into_owned()
-        .collect();
+    let params: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
     let format = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         Some(accept) if accept.to_ascii_lowercase().contains("json") => Format::Json,
         _ => Format::Xml,
@@ -313,8 +261,7 @@ async fn api(
     let (kind, query_text, changed_since) = match &route {
         Route::Query { .. } => {
             let text = param(&params, "query").or_else(|| {
-                (method == Method::POST && !body.is_empty())
-                    .then(|| String::from_utf8_lossy(&body).into_owned())
+                (method == Method::POST && !body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned())
             });
             (RequestKind::Query, text, None)
         }
@@ -334,15 +281,9 @@ async fn api(
     let injected = if fake.over_quota() { Some(Injected::ThrottleXml) } else { fake.run_hooks(&info) };
     let time = response_time(fake.now());
     let reply = match injected {
-        Some(Injected::TruncatedJson) => truncate(answer(
-            &fake,
-            &route,
-            &info,
-            &method,
-            &params,
-            &headers,
-            Format::Json,
-        )),
+        Some(Injected::TruncatedJson) => {
+            truncate(answer(&fake, &route, &info, &method, &params, &headers, Format::Json))
+        }
         Some(other) => render_injected(other, &time, format),
         None => answer(&fake, &route, &info, &method, &params, &headers, format),
     };
@@ -392,16 +333,9 @@ fn answer(
             return forbidden(realm, &time, format);
         }
     }
-    let read_only =
-        *method == Method::GET || (*method == Method::POST && matches!(route, Route::Query { .. }));
+    let read_only = *method == Method::GET || (*method == Method::POST && matches!(route, Route::Query { .. }));
     if !read_only {
-        return bad_request(
-            "500",
-            "Unsupported Operation",
-            "This fake only serves reads",
-            &time,
-            format,
-        );
+        return bad_request("500", "Unsupported Operation", "This fake only serves reads", &time, format);
     }
     match route {
         Route::Query { .. } => answer_query(fake, info.query.as_deref(), &time, format),
@@ -431,13 +365,7 @@ fn answer(
 
 fn answer_query(fake: &FakeQbo, text: Option<&str>, time: &str, format: Format) -> Reply {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-        return bad_request(
-            "4000",
-            "Error parsing query",
-            "QueryParserError: no query given",
-            time,
-            format,
-        );
+        return bad_request("4000", "Error parsing query", "QueryParserError: no query given", time, format);
     };
     let query = match query::parse(text) {
         Ok(q) => q,
@@ -481,27 +409,18 @@ fn answer_cdc(fake: &FakeQbo, params: &[(String, String)], time: &str, format: F
     let Some(entities) = param(params, "entities") else {
         return invalid("CDC requires the entities parameter");
     };
-    if !entities
-        .split(',')
-        .any(|e| e.trim().eq_ignore_ascii_case("customer"))
-    {
-        return invalid(&format!(
-            "This fake only supports CDC for Customer, not '{entities}'"
-        ));
+    if !entities.split(',').any(|e| e.trim().eq_ignore_ascii_case("customer")) {
+        return invalid(&format!("This fake only supports CDC for Customer, not '{entities}'"));
     }
     let Some(since_text) = param(params, "changedSince") else {
         return invalid("CDC requires the changedSince parameter");
     };
     let Some(since) = parse_timestamp(&since_text) else {
-        return invalid(&format!(
-            "changedSince '{since_text}' is not a valid date-time"
-        ));
+        return invalid(&format!("changedSince '{since_text}' is not a valid date-time"));
     };
     let store = fake.store();
     if since < store.now - Duration::days(CDC_LOOKBACK_DAYS) {
-        return invalid(&format!(
-            "changedSince '{since_text}' is more than {CDC_LOOKBACK_DAYS} days in the past"
-        ));
+        return invalid(&format!("changedSince '{since_text}' is more than {CDC_LOOKBACK_DAYS} days in the past"));
     }
     let mut customers: Vec<Value> = store
         .updated_since(Some(since))
@@ -519,11 +438,7 @@ fn answer_cdc(fake: &FakeQbo, params: &[(String, String)], time: &str, format: F
         let n = customers.len();
         json!({"Customer": customers, "startPosition": 1, "maxResults": n, "totalCount": n})
     };
-    Reply::new(
-        200,
-        &json!({"CDCResponse": [{"QueryResponse": [block]}], "time": time}),
-        format,
-    )
+    Reply::new(200, &json!({"CDCResponse": [{"QueryResponse": [block]}], "time": time}), format)
 }
 
 // --- running -------------------------------------------------------------------------
@@ -562,28 +477,20 @@ pub(crate) fn start(fake: FakeQbo) -> anyhow::Result<RunningFake> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name(format!("fake-qbo-{}", addr.port()))
-        .spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                // Stop at once on drop: open keep-alive connections are simply cut when
-                // the runtime goes away, rather than waited for.
-                tokio::select! {
-                    _ = axum::serve(listener, router(fake)) => {}
-                    _ = rx => {}
-                }
-            });
-        })?;
-    Ok(RunningFake {
-        addr,
-        shutdown: Some(tx),
-        thread: Some(thread),
-    })
+    let thread = std::thread::Builder::new().name(format!("fake-qbo-{}", addr.port())).spawn(move || {
+        runtime.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            // Stop at once on drop: open keep-alive connections are simply cut when
+            // the runtime goes away, rather than waited for.
+            tokio::select! {
+                _ = axum::serve(listener, router(fake)) => {}
+                _ = rx => {}
+            }
+        });
+    })?;
+    Ok(RunningFake { addr, shutdown: Some(tx), thread: Some(thread) })
 }

@@ -52,7 +52,8 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t);
     }
-    let local = |naive: chrono::NaiveDateTime| Los_Angeles.from_local_datetime(&naive).earliest().map(|t| t.fixed_offset());
+    let local =
+        |naive: chrono::NaiveDateTime| Los_Angeles.from_local_datetime(&naive).earliest().map(|t| t.fixed_offset());
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(text, format) {
             return local(naive);
@@ -219,9 +220,8 @@ impl Store {
         }
         body.insert("Id".into(), Value::String(id.clone()));
 
-        let given = |key: &str| {
-            body.get("MetaData").and_then(|m| m.get(key)).and_then(Value::as_str).and_then(parse_timestamp)
-        };
+        let given =
+            |key: &str| body.get("MetaData").and_then(|m| m.get(key)).and_then(Value::as_str).and_then(parse_timestamp);
         let created = timestamp.or_else(|| given("CreateTime")).unwrap_or(self.now);
         let updated = timestamp.or_else(|| given("LastUpdatedTime")).unwrap_or(created);
         let mut meta = match body.remove("MetaData") {
@@ -338,8 +338,14 @@ mod tests {
         let after = DateTime::parse_from_rfc3339("2026-11-01T09:30:00Z").unwrap();
         assert_eq!(entity_timestamp(after), "2026-11-01T01:30:00-08:00");
         assert_eq!(entity_timestamp(after - Duration::hours(1)), "2026-11-01T01:30:00-07:00");
-        assert_eq!(entity_timestamp(DateTime::parse_from_rfc3339("2026-07-01T12:00:00Z").unwrap()), "2026-07-01T05:00:00-07:00");
-        assert_eq!(entity_timestamp(DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap()), "2026-12-01T04:00:00-08:00");
+        assert_eq!(
+            entity_timestamp(DateTime::parse_from_rfc3339("2026-07-01T12:00:00Z").unwrap()),
+            "2026-07-01T05:00:00-07:00"
+        );
+        assert_eq!(
+            entity_timestamp(DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap()),
+            "2026-12-01T04:00:00-08:00"
+        );
         // A local time without offset in the repeated hour is the earlier one.
         assert_eq!(parse_timestamp("2026-11-01T01:30:00").unwrap(), after - Duration::hours(1));
     }

@@ -43,16 +43,8 @@ fn scalar(value: &Value) -> String {
 
 /// Customer JSON can come from admin users, so keys are made into valid names.
 fn name(key: &str) -> String {
-    let mut n: String = key
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut n: String =
+        key.chars().map(|c| if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' }).collect();
     if !n.starts_with(|c: char| c.is_alphabetic() || c == '_') {
         n.insert(0, '_');
     }
@@ -114,7 +106,9 @@ mod tests {
                               "startPosition": 1, "maxResults": 2},
             "time": "2026-05-05T05:00:00.000-07:00"
         }));
-        assert!(xml.contains(r#"<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="2026-05-05T05:00:00.000-07:00">"#));
+        assert!(xml.contains(
+            r#"<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="2026-05-05T05:00:00.000-07:00">"#
+        ));
         assert!(xml.contains(r#" startPosition="1""#) && xml.contains(r#" maxResults="2""#));
         assert!(xml.contains(r#"<Customer domain="QBO">"#) && xml.contains("<Id>1</Id>"));
         assert!(xml.contains("<DisplayName>A&amp;B &lt;&quot;O&apos;Brien&quot;&gt;</DisplayName>"));

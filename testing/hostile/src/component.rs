@@ -103,11 +103,18 @@ impl Guest for Component {
                         return Err(RunError::Store(format!("the host stored {batch:?} in {model}")));
                     }
                 }
-                records::batch_save(MODEL, &[r#"{"id":"good"}"#.into()]).map_err(|e| RunError::Store(format!("{e:?}")))?;
+                records::batch_save(MODEL, &[r#"{"id":"good"}"#.into()])
+                    .map_err(|e| RunError::Store(format!("{e:?}")))?;
                 done()
             }
             "escape-paths" => {
-                let escapes = ["https://evil.example/steal", "//evil.example/steal", "/v3/../../admin", "/v3/%2e%2e/admin", "/v3\\..\\x"];
+                let escapes = [
+                    "https://evil.example/steal",
+                    "//evil.example/steal",
+                    "/v3/../../admin",
+                    "/v3/%2e%2e/admin",
+                    "/v3\\..\\x",
+                ];
                 for path in escapes {
                     if proxy::send(&request(path, Vec::new())).is_ok() {
                         return Err(RunError::Proxy(format!("the host sent {path}")));

@@ -5,11 +5,12 @@ use std::time::Duration;
 use tokio_postgres::Row;
 
 use super::{wait, Shared};
-use crate::time::now_us;
 use crate::store::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, Delivery, DeliveryStatus,
-    NotificationRoute, Outcome, Removal, RunEnd, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger, WebhookStore,
+    NotificationRoute, Outcome, Removal, RunEnd, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger,
+    WebhookStore,
 };
+use crate::time::now_us;
 
 pub struct PgConnections {
     connection: Shared,
@@ -87,7 +88,15 @@ impl ConnectionStore for PgConnections {
                 return Err(StoreError::ConnectionExists(connection.id.clone()));
             }
             let (kind, token_url, client_id, client_secret, refresh_token, access_token, expires) = match credentials {
-                StoredCredentials::OAuth { token_url, client_id, client_secret, refresh_token, access_token, access_expires_us, .. } => (
+                StoredCredentials::OAuth {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                    access_token,
+                    access_expires_us,
+                    ..
+                } => (
                     "oauth",
                     Some(token_url.as_str()),
                     Some(client_id.as_str()),
@@ -96,7 +105,9 @@ impl ConnectionStore for PgConnections {
                     access_token.as_deref(),
                     *access_expires_us,
                 ),
-                StoredCredentials::AccessToken(token) => ("access_token", None, None, None, None, Some(token.as_str()), None),
+                StoredCredentials::AccessToken(token) => {
+                    ("access_token", None, None, None, None, Some(token.as_str()), None)
+                }
             };
             tx.execute(
                 "INSERT INTO credentials (connection, kind, token_url, client_id, client_secret, refresh_token, access_token,
@@ -207,17 +218,26 @@ impl ConnectionStore for PgConnections {
 
     fn secrets(&mut self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError> {
         let client = self.connection.lock();
-        let row = wait(client.query_opt("SELECT webhook_secret, verifier_token FROM credentials WHERE connection = $1", &[&id]))?;
+        let row = wait(
+            client.query_opt("SELECT webhook_secret, verifier_token FROM credentials WHERE connection = $1", &[&id]),
+        )?;
         Ok(row.map(|r| ConnectionSecrets { webhook_secret: r.get(0), verifier_token: r.get(1) }))
     }
 
     fn verifier_tokens(&mut self) -> Result<Vec<String>, StoreError> {
         let client = self.connection.lock();
-        let rows = wait(client.query("SELECT DISTINCT verifier_token FROM credentials WHERE verifier_token IS NOT NULL", &[]))?;
+        let rows = wait(
+            client.query("SELECT DISTINCT verifier_token FROM credentials WHERE verifier_token IS NOT NULL", &[]),
+        )?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
-    fn notify(&mut self, route: &NotificationRoute<'_>, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
+    fn notify(
+        &mut self,
+        route: &NotificationRoute<'_>,
+        now_us: i64,
+        verifier: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
         let client = self.connection.lock();
         let rows = wait(client.query(
             "UPDATE connections SET notified_at = $2
@@ -231,7 +251,10 @@ impl ConnectionStore for PgConnections {
 
     fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError> {
         let client = self.connection.lock();
-        wait(client.execute("UPDATE connections SET notified_at = NULL WHERE id = $1 AND notified_at <= $2", &[&id, &start_us]))?;
+        wait(client.execute(
+            "UPDATE connections SET notified_at = NULL WHERE id = $1 AND notified_at <= $2",
+            &[&id, &start_us],
+        ))?;
         Ok(())
     }
 
@@ -252,7 +275,8 @@ impl ConnectionStore for PgConnections {
             let tx = client.transaction().await?;
             tx.execute("DELETE FROM checkpoints WHERE connection = $1", &[&id]).await?;
             if empty {
-                tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = $1)", &[&id]).await?;
+                tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = $1)", &[&id])
+                    .await?;
                 tx.execute("DELETE FROM scopes WHERE connection = $1", &[&id]).await?;
             } else {
                 tx.execute("UPDATE scopes SET open_listing = NULL WHERE connection = $1", &[&id]).await?;
@@ -333,7 +357,10 @@ impl RunHistory for PgRuns {
         wait(async {
             let tx = client.transaction().await?;
             let abandoned_since: Option<i64> = tx
-                .query_one("SELECT min(started_at) FROM runs WHERE connection = $1 AND outcome IS NULL", &[&run.connection])
+                .query_one(
+                    "SELECT min(started_at) FROM runs WHERE connection = $1 AND outcome IS NULL",
+                    &[&run.connection],
+                )
                 .await?
                 .get(0);
             tx.execute(

@@ -36,9 +36,9 @@ async fn apply_locked(client: &mut Object) -> Result<(), StoreError> {
     }
     for (number, sql) in MIGRATIONS.iter().filter(|(number, _)| *number > version) {
         let tx = client.transaction().await?;
-        tx.batch_execute(sql)
-            .await
-            .map_err(|e| StoreError::Backend(format!("schema migration {number:04} failed: {}", super::driver_error_text(&e))))?;
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Backend(format!("schema migration {number:04} failed: {}", super::driver_error_text(&e)))
+        })?;
         tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[number]).await?;
         tx.commit().await?;
     }

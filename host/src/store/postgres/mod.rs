@@ -177,7 +177,9 @@ impl Drop for AdvisoryLease {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else { return };
         let key = self.key;
-        let unlocked = wait(async { client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await.map(|r| r.get::<_, bool>(0)) });
+        let unlocked = wait(async {
+            client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await.map(|r| r.get::<_, bool>(0))
+        });
         if !matches!(unlocked, Ok(true)) {
             // A connection that may still hold the lock never goes back to the pool.
             let _ = Object::take(client);

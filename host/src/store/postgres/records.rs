@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use tokio_postgres::Transaction;
 
 use super::{wait, Shared};
-use crate::time::now_us;
 use crate::store::{
     BatchOutcome, CheckpointStore, LastAction, ListPage, ListQuery, RecordStore, Scope, StoreError, StoredRecord,
     ValidRecord,
 };
+use crate::time::now_us;
 
 pub struct PgRecords {
     connection: Shared,
@@ -265,7 +265,10 @@ impl RecordStore for PgRecords {
         let client = self.connection.lock();
         wait(async {
             let Some(scope_row) = client
-                .query_opt("SELECT id FROM scopes WHERE connection = $1 AND model = $2", &[&scope.connection, &scope.model])
+                .query_opt(
+                    "SELECT id FROM scopes WHERE connection = $1 AND model = $2",
+                    &[&scope.connection, &scope.model],
+                )
                 .await?
             else {
                 return Ok(ListPage { records: Vec::new(), has_more: false });
@@ -330,10 +333,10 @@ impl PgCheckpoints {
 impl CheckpointStore for PgCheckpoints {
     fn get(&mut self, connection: &str, sync: &str) -> Result<Option<String>, StoreError> {
         let client = self.connection.lock();
-        let row = wait(client.query_opt(
-            "SELECT value FROM checkpoints WHERE connection = $1 AND sync = $2",
-            &[&connection, &sync],
-        ))?;
+        let row = wait(
+            client
+                .query_opt("SELECT value FROM checkpoints WHERE connection = $1 AND sync = $2", &[&connection, &sync]),
+        )?;
         Ok(row.map(|r| r.get(0)))
     }
 

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use super::{now_us, Shared};
 use crate::store::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, NotificationRoute, Outcome, Removal,
-    RunEnd, RunHistory,
-    RunRecord, StoreError, StoredCredentials, Tokens, Trigger,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, NotificationRoute, Outcome,
+    Removal, RunEnd, RunHistory, RunRecord, StoreError, StoredCredentials, Tokens, Trigger,
 };
 
 pub struct SqliteConnections {
@@ -79,7 +78,8 @@ impl ConnectionStore for SqliteConnections {
     ) -> Result<(), StoreError> {
         let mut db = self.connection.lock();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM connections WHERE id = ?1)", [&connection.id], |r| r.get(0))?;
+        let exists: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM connections WHERE id = ?1)", [&connection.id], |r| r.get(0))?;
         if exists {
             return Err(StoreError::ConnectionExists(connection.id.clone()));
         }
@@ -104,7 +104,15 @@ impl ConnectionStore for SqliteConnections {
             ],
         )?;
         match credentials {
-            StoredCredentials::OAuth { token_url, client_id, client_secret, refresh_token, access_token, access_expires_us, .. } => {
+            StoredCredentials::OAuth {
+                token_url,
+                client_id,
+                client_secret,
+                refresh_token,
+                access_token,
+                access_expires_us,
+                ..
+            } => {
                 tx.execute(
                     "INSERT INTO credentials (connection, kind, token_url, client_id, client_secret, refresh_token, access_token, access_expires_at, updated_at)
                      VALUES (?1, 'oauth', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -160,7 +168,10 @@ impl ConnectionStore for SqliteConnections {
         let mut db = self.connection.lock();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM credentials WHERE connection = ?1", [id])?;
-        let mut removal = Removal { connection: tx.execute("DELETE FROM connections WHERE id = ?1", [id])? > 0, ..Default::default() };
+        let mut removal = Removal {
+            connection: tx.execute("DELETE FROM connections WHERE id = ?1", [id])? > 0,
+            ..Default::default()
+        };
         // Its secret is gone with it: what it had not yet delivered cannot be signed.
         tx.execute(
             "UPDATE webhook_deliveries SET status = 'given_up', last_error = 'the connection was removed'
@@ -168,8 +179,9 @@ impl ConnectionStore for SqliteConnections {
             [id],
         )?;
         if purge {
-            removal.records =
-                tx.execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = ?1)", [id])? as u64;
+            removal.records = tx
+                .execute("DELETE FROM records WHERE scope IN (SELECT id FROM scopes WHERE connection = ?1)", [id])?
+                as u64;
             let mut rows = removal.records;
             for table in ["scopes", "checkpoints", "runs", "webhook_deliveries"] {
                 rows += tx.execute(&format!("DELETE FROM {table} WHERE connection = ?1"), [id])? as u64;
@@ -222,12 +234,18 @@ impl ConnectionStore for SqliteConnections {
 
     fn verifier_tokens(&mut self) -> Result<Vec<String>, StoreError> {
         let db = self.connection.lock();
-        let mut statement = db.prepare_cached("SELECT DISTINCT verifier_token FROM credentials WHERE verifier_token IS NOT NULL")?;
+        let mut statement =
+            db.prepare_cached("SELECT DISTINCT verifier_token FROM credentials WHERE verifier_token IS NOT NULL")?;
         let tokens = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
         Ok(tokens)
     }
 
-    fn notify(&mut self, route: &NotificationRoute<'_>, now_us: i64, verifier: Option<&str>) -> Result<Vec<String>, StoreError> {
+    fn notify(
+        &mut self,
+        route: &NotificationRoute<'_>,
+        now_us: i64,
+        verifier: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
         let db = self.connection.lock();
         let mut statement = db.prepare_cached(
             "UPDATE connections SET notified_at = ?2
@@ -244,9 +262,10 @@ impl ConnectionStore for SqliteConnections {
     }
 
     fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError> {
-        self.connection
-            .lock()
-            .execute("UPDATE connections SET notified_at = NULL WHERE id = ?1 AND notified_at <= ?2", params![id, start_us])?;
+        self.connection.lock().execute(
+            "UPDATE connections SET notified_at = NULL WHERE id = ?1 AND notified_at <= ?2",
+            params![id, start_us],
+        )?;
         Ok(())
     }
 

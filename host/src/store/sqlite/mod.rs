@@ -15,8 +15,8 @@ pub(crate) use crate::time::now_us;
 
 pub use checkpoints::SqliteCheckpoints;
 pub use connections::{SqliteConnections, SqliteRuns};
-pub use webhooks::SqliteWebhooks;
 pub use records::SqliteRecords;
+pub use webhooks::SqliteWebhooks;
 
 use super::{
     CheckpointStore, ConnectionStore, Database, OpenMode, RecordStore, RunHistory, RunLease, RunStores, StoreError,
@@ -55,7 +55,6 @@ fn protect(path: &Path) -> Result<(), StoreError> {
     }
     Ok(())
 }
-
 
 /// Opens connections with the settings every user of the file needs.
 #[derive(Debug)]

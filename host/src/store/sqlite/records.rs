@@ -82,13 +82,7 @@ fn open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> Result<Scope
         .query_row(
             "SELECT id, clock_us, open_listing FROM scopes WHERE connection = ?1 AND model = ?2",
             params![scope.connection, scope.model],
-            |row| {
-                Ok(ScopeRow {
-                    id: row.get(0)?,
-                    clock: Clock { last_us: row.get(1)? },
-                    open_listing: row.get(2)?,
-                })
-            },
+            |row| Ok(ScopeRow { id: row.get(0)?, clock: Clock { last_us: row.get(1)? }, open_listing: row.get(2)? }),
         )
         .optional()?;
     match row {
@@ -121,18 +115,31 @@ impl RecordStore for SqliteRecords {
             )?;
             let mut seen = tx.prepare_cached("UPDATE records SET listing = ?3 WHERE scope = ?1 AND id = ?2")?;
             for record in records {
-                let existing: Option<(Vec<u8>, bool)> = current
-                    .query_row(params![row.id, record.id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
+                let existing: Option<(Vec<u8>, bool)> =
+                    current.query_row(params![row.id, record.id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
                 match existing {
                     None => {
                         let at = row.clock.tick();
-                        insert.execute(params![row.id, record.id, record.json, &record.hash[..], at, row.open_listing])?;
+                        insert.execute(params![
+                            row.id,
+                            record.id,
+                            record.json,
+                            &record.hash[..],
+                            at,
+                            row.open_listing
+                        ])?;
                         outcome.added += 1;
                     }
                     Some((hash, deleted)) if deleted || hash != record.hash => {
                         let at = row.clock.tick();
-                        update.execute(params![row.id, record.id, record.json, &record.hash[..], at, row.open_listing])?;
+                        update.execute(params![
+                            row.id,
+                            record.id,
+                            record.json,
+                            &record.hash[..],
+                            at,
+                            row.open_listing
+                        ])?;
                         outcome.updated += 1;
                     }
                     Some(_) => {
