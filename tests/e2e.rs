@@ -11,5 +11,6 @@ mod real_quickbooks;
 mod resilience;
 mod sync;
 mod unattended;
+mod wasi;
 mod webhooks;
 mod workers;

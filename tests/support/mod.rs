@@ -20,6 +20,8 @@ use sync_host::store::{self, Database, OpenMode};
 pub use fake_qbo::FakeQbo;
 pub use sync_host::providers::quickbooks;
 
+pub mod wasi;
+
 pub const REALM: &str = "9341453050804937";
 pub const TOKEN: &str = "e2e-access-token";
 

@@ -2,6 +2,7 @@
 //! `fake-qbo`, `inspect`, `wait`, `describe`. Each command parses its flags and calls
 //! the library.
 
+mod compose;
 mod connections;
 // The demo and the fake QuickBooks: a test kit, in the default build only
 // (`--no-default-features` builds the host without it).
@@ -81,6 +82,9 @@ enum Command {
     /// Wait until a connection on a running `serve` is settled (no run in
     /// flight or due, one finished); print that run; exit 1 if it failed.
     Wait(wait::WaitArgs),
+    /// Compose a component with the WASI adapters into one WASI command
+    /// that any WASI Preview 2 runtime runs (docs/contract.md, "Composition").
+    Compose(compose::ComposeArgs),
     /// Print what a component declares (its `describe`), as JSON.
     Describe {
         /// The component (.wasm); defaults to the built guest.
@@ -327,6 +331,7 @@ pub fn main() -> ExitCode {
         Command::Inspect { component, json } => inspect(&component, json),
         Command::Wait(args) => wait::wait(args),
         Command::Describe { component } => describe(component),
+        Command::Compose(args) => compose::compose_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,13 +72,9 @@ pub fn inspect(bytes: &[u8]) -> anyhow::Result<Inspection> {
     let exports: Vec<String> = ty.exports(&engine).map(|(name, _)| name.to_owned()).collect();
     let unknown: Vec<&str> = imports.iter().filter(|i| !i.provided).map(|i| i.name.as_str()).collect();
     if !unknown.is_empty() {
-        return Ok(Inspection {
-            fits: false,
-            problem: Some(format!("imports this host does not provide: {}", unknown.join(", "))),
-            imports,
-            exports,
-            metadata: None,
-        });
+        let problem = wasi_command(bytes, &imports, &exports)
+            .unwrap_or_else(|| format!("imports this host does not provide: {}", unknown.join(", ")));
+        return Ok(Inspection { fits: false, problem: Some(problem), imports, exports, metadata: None });
     }
     match SyncRuntime::from_component(engine, component) {
         Ok(runtime) => {
@@ -86,6 +82,51 @@ pub fn inspect(bytes: &[u8]) -> anyhow::Result<Inspection> {
         }
         Err(e) => Ok(Inspection { fits: false, problem: Some(format!("{e:#}")), imports, exports, metadata: None }),
     }
+}
+
+/// When the component is a WASI command (it exports `wasi:cli/run`, as
+/// `sync-host compose` makes), what it is and what a runtime must give it:
+/// the WASI interfaces from its imports, the preopen and environment from
+/// the contract `compose` records in its `portable-sync:command` section.
+fn wasi_command(bytes: &[u8], imports: &[Import], exports: &[String]) -> Option<String> {
+    let run = exports.iter().find(|e| e.starts_with("wasi:cli/run@0.2."))?;
+    let mut needs: Vec<&str> = Vec::new();
+    for import in imports {
+        let package = import.name.split('/').next().unwrap_or("");
+        if !needs.contains(&package) {
+            needs.push(package);
+        }
+    }
+    let mut text = format!("a WASI command (exports {run}), not a sync component: run it in a WASI Preview 2 runtime");
+    if imports.iter().any(|i| i.name.starts_with("wasi:http/outgoing-handler@")) {
+        text.push_str(", with outgoing wasi:http");
+    }
+    // The contract `compose` appended: the JSON after the section's name.
+    let marker = b"portable-sync:command";
+    let contract = bytes.windows(marker.len()).rposition(|w| w == marker).and_then(|at| {
+        let mut values =
+            serde_json::Deserializer::from_slice(&bytes[at + marker.len()..]).into_iter::<serde_json::Value>();
+        values.next()?.ok()
+    });
+    if let Some(contract) = contract {
+        if let Some(preopen) = contract["preopen"].as_str() {
+            text.push_str(&format!(
+                ", a preopened {preopen} (the store: {})",
+                contract["store"].as_str().unwrap_or("")
+            ));
+        }
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        };
+        let env = &contract["env"];
+        text.push_str(&format!(
+            "; environment {} (optional: {})",
+            names(&env["required"]).join(", "),
+            names(&env["optional"]).join(", ")
+        ));
+    }
+    text.push_str(&format!("; it imports {}", needs.join(", ")));
+    Some(text)
 }
 
 #[cfg(test)]
