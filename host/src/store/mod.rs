@@ -56,10 +56,12 @@ pub struct RunStores {
     pub checkpoints: Box<dyn CheckpointStore>,
 }
 
-/// Held while a run of a connection goes on; dropping it lets another run in.
-/// The lock dies with its process, so a run killed with `kill -9` never
-/// blocks the next one.
-pub trait RunLease: Send {}
+/// A lock held across processes: a connection's run lock
+/// ([`Database::try_lock_run`]) or its token-refresh lock
+/// ([`Database::lock_refresh`]), two locks apart. Dropping it lets the next
+/// holder in. The lock dies with its process, so a run killed with `kill -9`
+/// never blocks the next one.
+pub trait Lease: Send {}
 
 /// Where everything the host keeps lives. Handles are cheap; each holds one
 /// pooled connection of the backend.
@@ -78,10 +80,10 @@ pub trait Database: Send + Sync {
     fn webhooks(&self) -> Result<Box<dyn WebhookStore>, StoreError>;
     /// Takes the run lock of `connection`, or `None` if another run holds it
     /// (in this process or another).
-    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError>;
+    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn Lease>>, StoreError>;
     /// Waits for the token-refresh lock of `connection`: refreshes of one
     /// connection never overlap, in this process or another.
-    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn RunLease>, StoreError>;
+    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn Lease>, StoreError>;
 }
 
 /// How to open a database: must it exist already?

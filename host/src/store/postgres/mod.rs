@@ -22,7 +22,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
 use super::{
-    CheckpointStore, ConnectionStore, Database, RecordStore, RunHistory, RunLease, RunStores, StoreError, WebhookStore,
+    CheckpointStore, ConnectionStore, Database, Lease, RecordStore, RunHistory, RunStores, StoreError, WebhookStore,
 };
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -171,7 +171,7 @@ struct AdvisoryLease {
     key: i64,
 }
 
-impl RunLease for AdvisoryLease {}
+impl Lease for AdvisoryLease {}
 
 impl Drop for AdvisoryLease {
     fn drop(&mut self) {
@@ -220,14 +220,14 @@ impl Database for PostgresDatabase {
         Ok(Box::new(connections::PgWebhooks::new(self.shared()?)))
     }
 
-    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError> {
+    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
         let client = self.connection()?;
         let key = lock_key("run", connection);
         let locked: bool = wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))?.get(0);
-        Ok(locked.then(|| Box::new(AdvisoryLease { client: Some(client), key }) as Box<dyn RunLease>))
+        Ok(locked.then(|| Box::new(AdvisoryLease { client: Some(client), key }) as Box<dyn Lease>))
     }
 
-    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn RunLease>, StoreError> {
+    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn Lease>, StoreError> {
         let client = self.connection()?;
         let key = lock_key("refresh", connection);
         wait(client.query_one("SELECT pg_advisory_lock($1)::text", &[&key]))?;

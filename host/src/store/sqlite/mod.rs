@@ -19,7 +19,7 @@ pub use records::SqliteRecords;
 pub use webhooks::SqliteWebhooks;
 
 use super::{
-    CheckpointStore, ConnectionStore, Database, OpenMode, RecordStore, RunHistory, RunLease, RunStores, StoreError,
+    CheckpointStore, ConnectionStore, Database, Lease, OpenMode, RecordStore, RunHistory, RunStores, StoreError,
     WebhookStore,
 };
 
@@ -200,7 +200,7 @@ impl Database for SqliteDatabase {
         Ok(Box::new(SqliteWebhooks::new(Shared::new(self.connection()?))))
     }
 
-    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn RunLease>>, StoreError> {
+    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
         let file = self.lock_file(&self.lock_path(connection, "run"))?;
         // An OS lock (flock) belongs to the open file: it is released when the
         // holder drops it or dies, however it dies.
@@ -211,7 +211,7 @@ impl Database for SqliteDatabase {
         }
     }
 
-    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn RunLease>, StoreError> {
+    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn Lease>, StoreError> {
         let file = self.lock_file(&self.lock_path(connection, "refresh"))?;
         file.lock().map_err(|e| StoreError::Backend(format!("cannot take a refresh lock: {e}")))?;
         Ok(Box::new(FileLease { _file: file }))
@@ -236,7 +236,7 @@ struct FileLease {
     _file: std::fs::File,
 }
 
-impl RunLease for FileLease {}
+impl Lease for FileLease {}
 
 #[cfg(test)]
 mod tests {
