@@ -200,11 +200,12 @@ impl Runner {
                 return Err(RunFailure::NotDue(id.to_owned()));
             }
         }
-        let (newest, _) = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?;
         let trigger = if only_if_due.is_some() && trigger == Trigger::Schedule && connection.next_run_at_us.is_none() {
             // No time set: never run since it was added (a connection removed
             // and added again keeps its history), or asked for by `POST
             // /sync` (which clears the time so the scheduler takes it at once).
+            // Only then is the history read.
+            let (newest, _) = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?;
             let never_ran = newest.first().is_none_or(|run| run.started_us < connection.created_us);
             if never_ran {
                 Trigger::Schedule
