@@ -23,7 +23,7 @@ fn setup() -> (Harness, Runner) {
     let harness = Harness::new(company(300, 10, 0.0));
     let runner = Runner::new(hostile(), harness.database());
     let record = sync_host::capabilities::records::validate_batch(&[r#"{"id":"kept","n":1}"#.to_string()]).unwrap();
-    harness.database().records().unwrap().save(&scope(), &record).unwrap();
+    harness.database().run_writes().unwrap().records.save(&scope(), &record).unwrap();
     (harness, runner)
 }
 
@@ -40,8 +40,7 @@ fn spec(harness: &Harness, behaviour: &str, limits: RunLimits) -> ConnectionSpec
 
 /// The store holds exactly the record it held, and `also`.
 fn assert_store_intact(harness: &Harness, also: &[&str]) {
-    let page =
-        harness.database().records().unwrap().list(&scope(), &ListQuery { limit: 1000, ..Default::default() }).unwrap();
+    let page = harness.database().records.list(&scope(), &ListQuery { limit: 1000, ..Default::default() }).unwrap();
     let mut ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
     ids.sort();
     let mut expected = vec!["kept"];

@@ -166,7 +166,7 @@ fn customers_added_or_edited_during_a_reconciliation_are_never_deleted_by_it() {
     let db = harness.database();
     let scope = sync_host::store::Scope { connection: harness.connection.clone(), model: "Customer".into() };
     harness.fake.on_request(move |request, fake| {
-        let listing = db.records().unwrap().current_listing(&scope).unwrap().is_some();
+        let listing = db.run_writes().unwrap().records.current_listing(&scope).unwrap().is_some();
         let mut added = seen.lock().unwrap();
         if request.kind == RequestKind::Query && listing && added.len() < 2 {
             fake.advance(Duration::seconds(1));
@@ -188,7 +188,7 @@ fn customers_added_or_edited_during_a_reconciliation_are_never_deleted_by_it() {
     }
     assert!(live.contains_key(&ids[5]), "edited during the listing, still live");
     assert!(
-        harness.database().records().unwrap().current_listing(&scope_of(&harness)).unwrap().is_none(),
+        harness.database().run_writes().unwrap().records.current_listing(&scope_of(&harness)).unwrap().is_none(),
         "the listing completed"
     );
     harness.assert_store_matches_upstream();

@@ -45,7 +45,7 @@ fn add_oauth_connection(harness: &Harness, id: &str, refresh_token: &str, every:
 
 /// The stored credentials of a connection, as the host keeps them.
 fn stored_refresh_token(harness: &Harness, id: &str) -> String {
-    match harness.database().connections().unwrap().credentials(id).unwrap() {
+    match harness.database().connections.credentials(id).unwrap() {
         Some(sync_host::store::StoredCredentials::OAuth { refresh_token, .. }) => refresh_token,
         other => panic!("no OAuth credentials: {other:?}"),
     }
@@ -522,7 +522,7 @@ fn credentials_from_the_environment_never_clash_with_flags_the_user_typed() {
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("cannot be used with"), "{stderr}");
     assert!(stderr.contains("using OAuth"), "says which credentials it took: {stderr}");
-    let stored = harness.database().connections().unwrap().credentials("typed").unwrap();
+    let stored = harness.database().connections.credentials("typed").unwrap();
     assert!(matches!(stored, Some(sync_host::store::StoredCredentials::OAuth { .. })), "{stored:?}");
     // OAuth half given: the missing values named, by flag and by variable.
     let (ok, _, stderr) = add("half", &["--client-id", CLIENT_ID], &[("QBO_CLIENT_SECRET", "s")]);
@@ -562,7 +562,7 @@ fn a_purge_after_a_plain_remove_deletes_what_the_connection_left() {
     assert!(ok, "{stderr}");
     assert!(stderr.contains("already removed") && stderr.contains(&format!("({records} records)")), "{stderr}");
     assert!(harness.connection_as("acme").checkpoint().is_none());
-    assert!(!harness.database().records().unwrap().connection_exists("acme").unwrap(), "nothing left under the id");
+    assert!(!harness.database().records.connection_exists("acme").unwrap(), "nothing left under the id");
     let (ok, _, stderr) = remove(&["--purge"]);
     assert!(!ok && stderr.contains("nothing stored under that id"), "{stderr}");
 }
@@ -583,7 +583,7 @@ fn run_now_on_a_server_that_does_not_schedule_is_refused_not_lost() {
 #[test]
 fn postgresql_commands_print_no_driver_notices() {
     let Some(Backend::Postgres { admin_url }) = Backend::postgres() else { return };
-    let database = PostgresDatabase::create(&admin_url);
+    let database = scratch_database(&admin_url);
     // The first opening creates the schema, the second finds it there (the
     // driver's NOTICE "relation … already exists, skipping" was printed).
     for _ in 0..2 {

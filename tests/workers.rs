@@ -7,14 +7,13 @@
 use e2e_tests::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration as Wait;
 use sync_host::store::{Connection, ConnectionStatus, StoredCredentials};
 
 const COMPANIES: usize = 20;
 
-fn runs(db: &Arc<dyn sync_host::store::Database>, id: &str) -> Vec<sync_host::store::RunRecord> {
-    db.runs().unwrap().list(id, None, 1000).unwrap().0
+fn runs(db: &sync_host::store::Store, id: &str) -> Vec<sync_host::store::RunRecord> {
+    db.runs.list(id, None, 1000).unwrap().0
 }
 
 #[test]
@@ -62,10 +61,7 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
             created_us: 0,
             updated_us: 0,
         };
-        db.connections()
-            .unwrap()
-            .insert(&connection, &StoredCredentials::AccessToken(TOKEN.into()), &Default::default())
-            .unwrap();
+        db.connections.insert(&connection, &StoredCredentials::AccessToken(TOKEN.into()), &Default::default()).unwrap();
     }
 
     let receiver = WebhookReceiver::start();

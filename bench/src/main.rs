@@ -136,6 +136,7 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
     let anon = process::AnonPeak::start();
     let database = store::open(db, OpenMode::Create)?;
     let report = if native {
+        let writes = database.run_writes()?;
         let mut platform = native::NativePlatform {
             client: ProviderClient::new(
                 base_url,
@@ -144,8 +145,8 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
                 Arc::new(Pacer::new(Quota::default())),
                 Duration::ZERO,
             )?,
-            records: database.records()?,
-            checkpoints: database.checkpoints()?,
+            records: writes.records,
+            checkpoints: writes.checkpoints,
             realm_id: "1".into(),
             connection: "bench".into(),
             outcome: Default::default(),
@@ -426,7 +427,7 @@ fn node(component: &Path, customers: usize) -> anyhow::Result<()> {
 
 /// Stores `total` small customer records through the real store, in batches.
 fn fill(db: &Path, total: usize) -> anyhow::Result<()> {
-    let mut store = store::open(db.to_str().unwrap(), OpenMode::Create)?.records()?;
+    let mut store = store::open(db.to_str().unwrap(), OpenMode::Create)?.run_writes()?.records;
     let scope = Scope { connection: "bench".into(), model: "Customer".into() };
     let mut next = 0;
     while next < total {
@@ -442,7 +443,8 @@ fn fill(db: &Path, total: usize) -> anyhow::Result<()> {
 
 /// The (last_modified_at, id) of the record at 0-based position `index`.
 fn cursor_at(db: &Path, index: usize) -> anyhow::Result<(i64, String)> {
-    let mut store = store::open(db.to_str().unwrap(), OpenMode::MustExist)?.records()?;
+    let store = store::open(db.to_str().unwrap(), OpenMode::MustExist)?;
+    let store = &store.records;
     let scope = Scope { connection: "bench".into(), model: "Customer".into() };
     let mut after = None;
     let mut seen = 0;

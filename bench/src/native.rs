@@ -6,12 +6,12 @@ use quickbooks_customers::qbo::ApiRequest;
 use sync_host::capabilities::records::{validate_batch, validate_ids};
 use sync_host::provider::client::Method;
 use sync_host::provider::{ProviderClient, ProviderRequest};
-use sync_host::store::{BatchOutcome, CheckpointStore, RecordStore, Scope, StoreError};
+use sync_host::store::{BatchOutcome, Checkpoints, RecordWrites, Scope, StoreError};
 
 pub struct NativePlatform {
     pub client: ProviderClient,
-    pub records: Box<dyn RecordStore>,
-    pub checkpoints: Box<dyn CheckpointStore>,
+    pub records: Box<dyn RecordWrites>,
+    pub checkpoints: Box<dyn Checkpoints>,
     pub realm_id: String,
     pub connection: String,
     pub outcome: BatchOutcome,

@@ -56,7 +56,7 @@ impl Harness {
         let (db_location, postgres) = match backend {
             Backend::Sqlite => (dir.path().join("records.sqlite").to_str().unwrap().to_owned(), None),
             Backend::Postgres { admin_url } => {
-                let database = PostgresDatabase::create(&admin_url);
+                let database = scratch_database(&admin_url);
                 (database.url.clone(), Some(std::sync::Arc::new(database)))
             }
         };
@@ -91,7 +91,7 @@ impl Harness {
     }
 
     /// The test's database, opened (and created) as the host opens it.
-    pub fn database(&self) -> Arc<dyn Database> {
+    pub fn database(&self) -> Store {
         store::open(&self.db(), OpenMode::Create).expect("the database opens")
     }
 
@@ -182,7 +182,7 @@ impl Harness {
 
     /// The checkpoint the component saved, parsed.
     pub fn checkpoint(&self) -> Option<Value> {
-        let mut store = self.database().checkpoints().unwrap();
+        let mut store = self.database().run_writes().unwrap().checkpoints;
         store.get(&self.connection, "customers").unwrap().map(|t| serde_json::from_str(&t).unwrap())
     }
 }

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::sync::Arc;
 use sync_host::runs::{ConnectionSpec, RunLimits, Runner};
 use sync_host::runtime::{RunFailure, RunReport, SyncRuntime};
-use sync_host::store::{self, Database, OpenMode};
+use sync_host::store::{self, OpenMode, Store};
 
 pub use fake_qbo::FakeQbo;
 pub use sync_host::providers::quickbooks;

@@ -98,7 +98,7 @@ async fn blocking<T: Send + 'static>(
 
 impl ApiState {
     fn view(&self, connection: Connection) -> Result<ConnectionView, ApiError> {
-        let (mut last, _) = self.db.runs().and_then(|mut r| r.list(&connection.id, None, 5)).map_err(store)?;
+        let (mut last, _) = self.db.runs.list(&connection.id, None, 5).map_err(store)?;
         last.retain(|run| run.outcome.is_some());
         let every = schedule::interval_in_force(connection.every, self.control.component_interval);
         let status = if connection.paused { "paused" } else { connection.status.as_str() };
@@ -120,16 +120,11 @@ impl ApiState {
     }
 
     fn connection(&self, id: &str) -> Result<Connection, ApiError> {
-        self.db.connections().and_then(|mut c| c.get(id)).map_err(store)?.ok_or_else(|| not_found(id))
+        self.db.connections.get(id).map_err(store)?.ok_or_else(|| not_found(id))
     }
 
     fn update(&self, id: &str, update: &ConnectionUpdate) -> Result<ConnectionView, ApiError> {
-        let connection = self
-            .db
-            .connections()
-            .and_then(|mut c| c.update(id, update))
-            .map_err(store)?
-            .ok_or_else(|| not_found(id))?;
+        let connection = self.db.connections.update(id, update).map_err(store)?.ok_or_else(|| not_found(id))?;
         self.view(connection)
     }
 
@@ -191,7 +186,7 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<V
 
 async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let views = blocking(move || {
-        let connections = state.db.connections().and_then(|mut c| c.list()).map_err(store)?;
+        let connections = state.db.connections.list().map_err(store)?;
         connections.into_iter().map(|c| state.view(c)).collect::<Result<Vec<_>, _>>()
     })
     .await?;
@@ -221,7 +216,7 @@ async fn patch(
     };
     let view = blocking(move || {
         let connection = state.connection(&id)?;
-        let (runs, _) = state.db.runs().and_then(|mut r| r.list(&id, None, 1)).map_err(store)?;
+        let (runs, _) = state.db.runs.list(&id, None, 1).map_err(store)?;
         let next = schedule::next_after_interval_change(
             runs.first().map(|r| r.started_us),
             crate::time::now_us(),
@@ -273,11 +268,11 @@ async fn sync(
         // Under the run lock: a run in flight would set its next run when it
         // ends, over this request, and save a checkpoint over a reset. So a
         // request during a run is refused, not silently dropped.
-        let Some(_lease) = state.db.try_lock_run(&id).map_err(store)? else {
+        let Some(_lease) = state.db.locks.try_lock_run(&id).map_err(store)? else {
             return Err(conflict("running", format!("connection `{id}` is running; ask again when the run ends")));
         };
         if reset {
-            state.db.connections().and_then(|mut c| c.reset(&id, empty)).map_err(store)?;
+            state.db.connections.reset(&id, empty).map_err(store)?;
         }
         let view = state.update(&id, &ConnectionUpdate { next_run_at_us: Some(None), ..Default::default() })?;
         state.wake();
@@ -360,7 +355,7 @@ async fn runs(
     let (limit, before) = page_parameters(query, decode_run_cursor)?;
     let page = blocking(move || {
         state.connection(&id)?;
-        let (runs, more) = state.db.runs().and_then(|mut r| r.list(&id, before, limit)).map_err(store)?;
+        let (runs, more) = state.db.runs.list(&id, before, limit).map_err(store)?;
         let next_cursor = if more { runs.last().map(encode_run_cursor) } else { None };
         Ok(json!({ "runs": runs.into_iter().map(RunView::from).collect::<Vec<_>>(), "next_cursor": next_cursor }))
     })
@@ -417,7 +412,7 @@ async fn deliveries(
     })?;
     let page = blocking(move || {
         state.connection(&id)?;
-        let (deliveries, more) = state.db.webhooks().and_then(|mut w| w.list(&id, before, limit)).map_err(store)?;
+        let (deliveries, more) = state.db.deliveries.list(&id, before, limit).map_err(store)?;
         let next_cursor = if more { deliveries.last().map(|d| d.id.to_string()) } else { None };
         Ok(json!({ "deliveries": deliveries.into_iter().map(DeliveryView::from).collect::<Vec<_>>(), "next_cursor": next_cursor }))
     })

@@ -20,7 +20,7 @@ mod control;
 mod webhooks;
 
 use crate::runtime::Endpoint;
-use crate::store::{Database, LastAction, ListQuery, Position, Scope, StoredRecord};
+use crate::store::{LastAction, ListQuery, Position, Scope, Store, StoredRecord};
 use crate::time::format_us;
 
 /// Default and largest page size.
@@ -181,7 +181,7 @@ pub struct Control {
 /// Shared state of the API server.
 #[derive(Clone)]
 pub struct ApiState {
-    db: Arc<dyn Database>,
+    db: Store,
     /// SHA-256 of the API key, compared in constant time.
     api_key_hash: Option<[u8; 32]>,
     /// The endpoints of the components served, from their `describe`.
@@ -192,7 +192,7 @@ pub struct ApiState {
 impl ApiState {
     /// Serves the records in `db` at `endpoints`; with `api_key`, requests
     /// need `Authorization: Bearer <key>`.
-    pub fn new(db: Arc<dyn Database>, api_key: Option<String>, endpoints: Vec<Endpoint>) -> Self {
+    pub fn new(db: Store, api_key: Option<String>, endpoints: Vec<Endpoint>) -> Self {
         ApiState {
             db,
             api_key_hash: api_key.filter(|k| !k.is_empty()).map(|k| Sha256::digest(k.as_bytes()).into()),
@@ -207,7 +207,7 @@ impl ApiState {
         self
     }
 
-    pub fn database(&self) -> &Arc<dyn Database> {
+    pub fn database(&self) -> &Store {
         &self.db
     }
 
@@ -298,7 +298,7 @@ async fn require_api_key(
 async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let db = state.db.clone();
     let by_status = tokio::task::spawn_blocking(move || {
-        let connections = db.connections().and_then(|mut c| c.list()).map_err(internal)?;
+        let connections = db.connections.list().map_err(internal)?;
         let mut counts: Vec<(&'static str, i64)> = Vec::new();
         for connection in connections {
             let status = if connection.paused { "paused" } else { connection.status.as_str() };
@@ -345,7 +345,7 @@ async fn list(
     };
     // The store is blocking; keep it off the async workers.
     let response = tokio::task::spawn_blocking(move || {
-        let mut store = state.db.records().map_err(internal)?;
+        let store = &state.db.records;
         {
             if !store.connection_exists(&connection).map_err(internal)? {
                 let message = if named {

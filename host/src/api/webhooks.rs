@@ -56,7 +56,7 @@ pub(super) async fn notification(
         if global.as_deref().is_some_and(|token| provider.verify(token, &body, &signature)) {
             signers.push(None);
         }
-        let own_tokens = db.connections().and_then(|mut c| c.verifier_tokens()).map_err(internal)?;
+        let own_tokens = db.connections.verifier_tokens().map_err(internal)?;
         signers.extend(own_tokens.into_iter().filter(|token| provider.verify(token, &body, &signature)).map(Some));
         if signers.is_empty() {
             crate::metrics::notification("rejected");
@@ -66,7 +66,7 @@ pub(super) async fn notification(
         let notified =
             provider.read_notification(&body).map_err(|why| ApiError::bad_request("invalid_notification", why))?;
         let now = crate::time::now_us();
-        let mut connections = db.connections().map_err(internal)?;
+        let connections = &db.connections;
         let mut marked = BTreeSet::new();
         for (account, entity) in notified.iter().filter(|(_, entity)| models.contains(&entity.to_ascii_lowercase())) {
             let mut ids = Vec::new();

@@ -1,17 +1,17 @@
 //! The `checkpoint` capability: one opaque string per connection and sync.
 
 use crate::bindings::portable_sync::sync::checkpoint as wit;
-use crate::store::CheckpointStore;
+use crate::store::Checkpoints;
 
 /// The checkpoint capability of one run.
 pub struct CheckpointCtx {
-    store: Box<dyn CheckpointStore>,
+    store: Box<dyn Checkpoints>,
     connection: String,
     sync: String,
 }
 
 impl CheckpointCtx {
-    pub fn new(store: Box<dyn CheckpointStore>, connection: &str, sync: &str) -> Self {
+    pub fn new(store: Box<dyn Checkpoints>, connection: &str, sync: &str) -> Self {
         CheckpointCtx { store, connection: connection.to_owned(), sync: sync.to_owned() }
     }
 }

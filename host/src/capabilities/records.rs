@@ -1,5 +1,5 @@
 //! The `records` and `listing` capabilities: what a component saves, deletes
-//! and lists, checked at the boundary and handed to a [`RecordStore`].
+//! and lists, checked at the boundary and handed to a [`RecordWrites`].
 //!
 //! The checks (declared model, JSON objects, string ids, no duplicates, the
 //! per-run limits) happen here; change tracking and listings are the store's
@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use super::canonical::{hash_record, HashError};
 use super::{Limit, LimitExceeded};
 use crate::bindings::portable_sync::sync::{listing as wit_listing, records as wit};
-use crate::store::{BatchOutcome, RecordStore, Scope, StoreError, ValidRecord};
+use crate::store::{BatchOutcome, RecordWrites, Scope, StoreError, ValidRecord};
 
 /// A progress callback: the run's totals after each call that changed the store.
 pub type Progress = Box<dyn FnMut(&BatchOutcome) + Send>;
@@ -38,7 +38,7 @@ impl Default for RecordLimits {
 
 /// The records capability of one run.
 pub struct RecordsCtx {
-    store: Box<dyn RecordStore>,
+    store: Box<dyn RecordWrites>,
     connection: String,
     declared_models: Vec<String>,
     limits: RecordLimits,
@@ -49,7 +49,7 @@ pub struct RecordsCtx {
 
 impl RecordsCtx {
     pub fn new(
-        store: Box<dyn RecordStore>,
+        store: Box<dyn RecordWrites>,
         connection: &str,
         declared_models: Vec<String>,
         limits: RecordLimits,

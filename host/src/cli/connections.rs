@@ -158,7 +158,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
         webhook_secret: args.webhook_secret.map(|s| s.0),
         verifier_token: args.verifier_token.map(|s| s.0),
     };
-    db.connections()?.insert(&connection, &credentials, &secrets)?;
+    db.connections.insert(&connection, &credentials, &secrets)?;
     let every = args.every.or_else(|| runtime.metadata().interval()).map(format_every).unwrap_or_default();
     eprintln!("added connection `{}` (every {every}); `sync-host serve --db {} --schedule` runs it", args.id, args.db);
     Ok(())
@@ -212,8 +212,8 @@ fn credentials(
 
 fn list(db: &str) -> anyhow::Result<()> {
     let db = store::open(db, OpenMode::MustExist)?;
-    for connection in db.connections()?.list()? {
-        let (runs, _) = db.runs()?.list(&connection.id, None, 5)?;
+    for connection in db.connections.list()? {
+        let (runs, _) = db.runs.list(&connection.id, None, 5)?;
         let last = runs.into_iter().find(|r| r.outcome.is_some());
         let line = serde_json::json!({
             "id": connection.id,
@@ -237,10 +237,10 @@ fn list(db: &str) -> anyhow::Result<()> {
 
 fn remove(id: &str, db: &str, purge: bool) -> anyhow::Result<()> {
     let db = store::open(db, OpenMode::MustExist)?;
-    let Some(_lease) = db.try_lock_run(id)? else {
+    let Some(_lease) = db.locks.try_lock_run(id)? else {
         anyhow::bail!("connection `{id}` is running; remove it when the run ends");
     };
-    let removal = db.connections()?.remove(id, purge).context("cannot remove the connection")?;
+    let removal = db.connections.remove(id, purge).context("cannot remove the connection")?;
     let records = |n: u64| if n == 1 { "1 record".to_owned() } else { format!("{n} records") };
     match (removal.connection, purge) {
         (true, true) => eprintln!("removed connection `{id}` and all it stored ({})", records(removal.records)),

@@ -16,7 +16,7 @@ use crate::provider::Quota;
 use crate::runs::{RunDefaults, Runner};
 use crate::service::{Deliverer, Scheduler};
 use crate::store::{
-    self, Connection, ConnectionSecrets, ConnectionStatus, Database, OpenMode, RunRecord, StoredCredentials, Trigger,
+    self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, RunRecord, Store, StoredCredentials, Trigger,
 };
 
 const DEMO_REALM: &str = "9341453050804937";
@@ -220,7 +220,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         access_issued_us: None,
     };
     let secrets = ConnectionSecrets { webhook_secret: Some(DEMO_WEBHOOK_SECRET.into()), verifier_token: None };
-    db.connections()?.insert(&connection, &credentials, &secrets)?;
+    db.connections.insert(&connection, &credentials, &secrets)?;
     println!("connection `{}`: OAuth with the fake's token endpoint; webhooks to {}", connection.id, receiver.url);
 
     // The fake runs on loopback and has no quota: QuickBooks' 500 a minute
@@ -324,14 +324,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Waits for the newest run with `trigger` to end.
-async fn wait_for_run(db: &Arc<dyn Database>, trigger: Trigger) -> anyhow::Result<RunRecord> {
+async fn wait_for_run(db: &Store, trigger: Trigger) -> anyhow::Result<RunRecord> {
     let started = std::time::Instant::now();
     loop {
         let db = db.clone();
-        let runs =
-            tokio::task::spawn_blocking(move || db.runs().and_then(|mut r| r.list(api::DEFAULT_CONNECTION, None, 10)))
-                .await??
-                .0;
+        let runs = tokio::task::spawn_blocking(move || db.runs.list(api::DEFAULT_CONNECTION, None, 10)).await??.0;
         if let Some(run) = runs.into_iter().find(|r| r.trigger == trigger && r.outcome.is_some()) {
             if let Some(error) = &run.error {
                 anyhow::bail!("the {} run failed: {error}", trigger.as_str());

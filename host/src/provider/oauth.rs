@@ -11,11 +11,11 @@
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{ClientId, ClientSecret, RefreshToken, RequestTokenError, TokenResponse, TokenUrl};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::credentials::{CredentialError, Credentials};
-use crate::store::{ConnectionStatus, ConnectionUpdate, Database, StoredCredentials, Tokens};
+use crate::store::{ConnectionStatus, ConnectionUpdate, Store, StoredCredentials, Tokens};
 
 /// Refresh this long before an access token expires (or, for tokens that
 /// live less than 20 minutes, when a quarter of their life is left).
@@ -41,7 +41,7 @@ impl Access {
 /// The credentials of one stored OAuth connection.
 pub struct OAuthCredentials {
     connection: String,
-    db: Arc<dyn Database>,
+    db: Store,
     agent: ureq::Agent,
     cached: Mutex<Option<Access>>,
     /// A token the provider refused with 401: never used again.
@@ -59,7 +59,7 @@ fn now_us() -> i64 {
 }
 
 impl OAuthCredentials {
-    pub fn new(connection: &str, db: Arc<dyn Database>) -> Self {
+    pub fn new(connection: &str, db: Store) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -87,9 +87,8 @@ impl OAuthCredentials {
     /// Refreshes under the connection's refresh lock. Another process may have
     /// refreshed while this one waited: then its stored token is used.
     fn refresh(&self) -> Result<Access, CredentialError> {
-        let _lock = self.db.lock_refresh(&self.connection).map_err(Self::store_error)?;
-        let stored =
-            self.db.connections().and_then(|mut c| c.credentials(&self.connection)).map_err(Self::store_error)?;
+        let _lock = self.db.locks.lock_refresh(&self.connection).map_err(Self::store_error)?;
+        let stored = self.db.connections.credentials(&self.connection).map_err(Self::store_error)?;
         let Some(StoredCredentials::OAuth {
             token_url,
             client_id,
@@ -136,8 +135,8 @@ impl OAuthCredentials {
                 };
                 // Stored before it is used: a crash from here on keeps the rotated token.
                 self.db
-                    .connections()
-                    .and_then(|mut c| c.save_tokens(&self.connection, &tokens))
+                    .connections
+                    .save_tokens(&self.connection, &tokens)
                     .map_err(|e| CredentialError::Unavailable(format!("cannot store the refreshed tokens: {e}")))?;
                 crate::metrics::token_refresh("success");
                 tracing::info!(
@@ -167,7 +166,7 @@ impl OAuthCredentials {
                     ..Default::default()
                 };
                 crate::metrics::token_refresh("refused");
-                if let Err(e) = self.db.connections().and_then(|mut c| c.update(&self.connection, &update)) {
+                if let Err(e) = self.db.connections.update(&self.connection, &update) {
                     tracing::error!(target: "oauth", connection = %self.connection, "cannot mark the connection: {e}");
                 }
                 Err(CredentialError::NeedsReauthorisation(why))

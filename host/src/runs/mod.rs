@@ -18,8 +18,8 @@ use crate::provider::{Credentials, OAuthCredentials, Pacers, ProviderClient, Quo
 use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRuntime};
 use crate::schedule;
 use crate::store::{
-    Connection, ConnectionStatus, ConnectionUpdate, Database, Outcome, RunEnd, RunRecord, StoreError,
-    StoredCredentials, Trigger,
+    Connection, ConnectionStatus, ConnectionUpdate, Outcome, RunEnd, RunRecord, Store, StoreError, StoredCredentials,
+    Trigger,
 };
 use crate::time::now_us;
 
@@ -98,7 +98,7 @@ impl Default for RunDefaults {
 /// Runs a component for connections stored in one database.
 pub struct Runner {
     runtime: Arc<SyncRuntime>,
-    db: Arc<dyn Database>,
+    db: Store,
     pacers: Pacers,
     stop: StopSignal,
     /// Where webhooks go for connections without their own URL.
@@ -110,7 +110,7 @@ fn store_failure(error: StoreError) -> RunFailure {
 }
 
 impl Runner {
-    pub fn new(runtime: Arc<SyncRuntime>, db: Arc<dyn Database>) -> Self {
+    pub fn new(runtime: Arc<SyncRuntime>, db: Store) -> Self {
         Runner { runtime, db, pacers: Pacers::default(), stop: StopSignal::default(), default_webhook_url: None }
     }
 
@@ -133,7 +133,7 @@ impl Runner {
 
     /// The run of a stored connection: its provider, configuration and credentials.
     pub fn spec_for(&self, connection: &Connection, defaults: &RunDefaults) -> Result<ConnectionSpec, RunFailure> {
-        let stored = self.db.connections().and_then(|mut c| c.credentials(&connection.id)).map_err(store_failure)?;
+        let stored = self.db.connections.credentials(&connection.id).map_err(store_failure)?;
         let credentials: Arc<dyn Credentials> = match stored {
             Some(StoredCredentials::OAuth { .. }) => Arc::new(OAuthCredentials::new(&connection.id, self.db.clone())),
             Some(StoredCredentials::AccessToken(token)) => Arc::new(StaticToken::new(Some(token))),
@@ -184,15 +184,15 @@ impl Runner {
         progress: Option<Progress>,
         only_if_due: Option<Duration>,
     ) -> Result<RunReport, RunFailure> {
-        let Some(lease) = self.db.try_lock_run(id).map_err(store_failure)? else {
+        let Some(lease) = self.db.locks.try_lock_run(id).map_err(store_failure)? else {
             return Err(RunFailure::Busy(id.to_owned()));
         };
         // Read under the lock: the run before this one may have ended since
         // the caller looked.
         let connection = self
             .db
-            .connections()
-            .and_then(|mut c| c.get(id))
+            .connections
+            .get(id)
             .map_err(store_failure)?
             .ok_or_else(|| RunFailure::Host(anyhow::anyhow!("no connection `{id}` in {}", self.db.describe())))?;
         if let Some(quiet) = only_if_due {
@@ -205,7 +205,7 @@ impl Runner {
             // and added again keeps its history), or asked for by `POST
             // /sync` (which clears the time so the scheduler takes it at once).
             // Only then is the history read.
-            let (newest, _) = self.db.runs().and_then(|mut r| r.list(id, None, 1)).map_err(store_failure)?;
+            let (newest, _) = self.db.runs.list(id, None, 1).map_err(store_failure)?;
             let never_ran = newest.first().is_none_or(|run| run.started_us < connection.created_us);
             if never_ran {
                 Trigger::Schedule
@@ -229,7 +229,7 @@ impl Runner {
         };
         // The lock was free: a run of this connection without an end died,
         // and what it stored was never told; this run's webhook covers it.
-        let abandoned_since = self.db.runs().and_then(|mut r| r.begin(&run)).map_err(store_failure)?;
+        let abandoned_since = self.db.runs.begin(&run).map_err(store_failure)?;
 
         let tally = Tally::default();
         let result = self.execute(&spec, &run.id, progress, tally.clone());
@@ -283,7 +283,7 @@ impl Runner {
                 error: error.clone(),
             };
             let body = serde_json::to_string(&body).expect("a webhook body serializes");
-            if let Err(e) = self.db.webhooks().and_then(|mut w| w.enqueue(&connection.id, Some(&run.id), &url, &body)) {
+            if let Err(e) = self.db.deliveries.enqueue(&connection.id, Some(&run.id), &url, &body) {
                 tracing::error!(target: "webhooks", connection = %connection.id, "cannot queue a webhook: {e}");
             }
         }
@@ -301,7 +301,7 @@ impl Runner {
         let ended = now_us();
         // The connection as it is now: its interval may have changed during
         // the run (`PATCH`), and the next run follows the new one.
-        let current = self.db.connections().and_then(|mut c| c.get(&connection.id)).ok().flatten();
+        let current = self.db.connections.get(&connection.id).ok().flatten();
         let interval = self.interval(current.as_ref().unwrap_or(connection));
         let (outcome, summary, error) = match result {
             Ok(report) => (Outcome::Success, Some(report.to_json()), None),
@@ -349,7 +349,7 @@ impl Runner {
             summary: summary.as_deref(),
             error: error.as_deref(),
         };
-        let written = self.db.runs().and_then(|mut r| r.end(&end, &update));
+        let written = self.db.runs.end(&end, &update);
         if let Err(e) = written {
             tracing::error!(target: "runs", connection = %connection.id, run = %run.id, "cannot record the run's end: {e}");
         }
@@ -359,7 +359,7 @@ impl Runner {
         &self.runtime
     }
 
-    pub fn database(&self) -> &Arc<dyn Database> {
+    pub fn database(&self) -> &Store {
         &self.db
     }
 
@@ -367,7 +367,7 @@ impl Runner {
     /// with [`RunFailure::Busy`] when another run holds the connection, in this
     /// process or another.
     pub fn run(&self, spec: &ConnectionSpec, progress: Option<Progress>) -> Result<RunReport, RunFailure> {
-        let Some(_lease) = self.db.try_lock_run(&spec.connection).map_err(store_failure)? else {
+        let Some(_lease) = self.db.locks.try_lock_run(&spec.connection).map_err(store_failure)? else {
             return Err(RunFailure::Busy(spec.connection.clone()));
         };
         self.execute(spec, &new_run_id(), progress, Tally::default())
@@ -418,7 +418,7 @@ impl Runner {
             self.pacers.get(&spec.connection, quota),
             metadata.limits.throttle_wait(),
         )?;
-        let stores = self.db.run_stores().map_err(store_error)?;
+        let stores = self.db.run_writes().map_err(store_error)?;
         let capabilities = Capabilities {
             proxy: ProxyCtx::new(
                 client,

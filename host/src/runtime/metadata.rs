@@ -14,7 +14,7 @@ use crate::capabilities::logging::LoggingCtx;
 use crate::capabilities::proxy::{ProxyCtx, ProxyLimits};
 use crate::capabilities::records::{RecordLimits, RecordsCtx};
 use crate::provider::{Pacer, ProviderClient, Quota, RetryPolicy, StaticToken};
-use crate::store::{BatchOutcome, CheckpointStore, ListPage, ListQuery, RecordStore, Scope, StoreError, ValidRecord};
+use crate::store::{BatchOutcome, Checkpoints, RecordWrites, Scope, StoreError, ValidRecord};
 
 /// A component's `describe()`.
 #[derive(Debug, Clone, Serialize)]
@@ -161,7 +161,7 @@ fn closed() -> StoreError {
     StoreError::Backend("no store during describe".into())
 }
 
-impl RecordStore for Closed {
+impl RecordWrites for Closed {
     fn save(&mut self, _: &Scope, _: &[ValidRecord]) -> Result<BatchOutcome, StoreError> {
         Err(closed())
     }
@@ -183,15 +183,9 @@ impl RecordStore for Closed {
     fn abandon_listing(&mut self, _: &Scope, _: u64) -> Result<(), StoreError> {
         Err(closed())
     }
-    fn list(&mut self, _: &Scope, _: &ListQuery) -> Result<ListPage, StoreError> {
-        Err(closed())
-    }
-    fn connection_exists(&mut self, _: &str) -> Result<bool, StoreError> {
-        Ok(false)
-    }
 }
 
-impl CheckpointStore for Closed {
+impl Checkpoints for Closed {
     fn get(&mut self, _: &str, _: &str) -> Result<Option<String>, StoreError> {
         Err(closed())
     }

@@ -70,7 +70,7 @@ impl Scheduler {
                 let quiet = self.quiet;
                 let due = tokio::task::spawn_blocking(move || {
                     let now = now_us();
-                    runner.database().connections().and_then(|mut c| c.due(now, quiet)).map(|due| (now, due))
+                    runner.database().connections.due(now, quiet).map(|due| (now, due))
                 })
                 .await;
                 match due {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use crate::store::{Database, Delivery};
+use crate::store::{Delivery, Store};
 use crate::time::now_us;
 
 /// The header carrying the signature: `sha256=<hex HMAC-SHA256 of the body>`.
@@ -51,7 +51,7 @@ impl Default for DeliveryPolicy {
 
 /// Sends the pending deliveries of one database.
 pub struct Deliverer {
-    db: Arc<dyn Database>,
+    db: Store,
     /// The secret of connections without their own.
     default_secret: Option<String>,
     policy: DeliveryPolicy,
@@ -68,7 +68,7 @@ enum Attempt {
 }
 
 impl Deliverer {
-    pub fn new(db: Arc<dyn Database>, default_secret: Option<String>, policy: DeliveryPolicy) -> Arc<Self> {
+    pub fn new(db: Store, default_secret: Option<String>, policy: DeliveryPolicy) -> Arc<Self> {
         let agent = crate::provider::client::http_agent(policy.timeout);
         Arc::new(Deliverer { db, default_secret: default_secret.filter(|s| !s.is_empty()), policy, agent })
     }
@@ -93,7 +93,7 @@ impl Deliverer {
 
     /// One pass: claims and sends what is due.
     pub fn deliver_due(&self) -> Result<(), crate::store::StoreError> {
-        let due = self.db.webhooks()?.claim_due(now_us(), self.lease().as_micros() as i64, CLAIM_BATCH)?;
+        let due = self.db.deliveries.claim_due(now_us(), self.lease().as_micros() as i64, CLAIM_BATCH)?;
         for delivery in due {
             self.deliver(&delivery)?;
         }
@@ -108,8 +108,7 @@ impl Deliverer {
     }
 
     fn secret_for(&self, connection: &str) -> Option<String> {
-        let own =
-            self.db.connections().and_then(|mut c| c.secrets(connection)).ok().flatten().and_then(|s| s.webhook_secret);
+        let own = self.db.connections.secrets(connection).ok().flatten().and_then(|s| s.webhook_secret);
         own.or_else(|| self.default_secret.clone())
     }
 
@@ -121,7 +120,7 @@ impl Deliverer {
             ),
             Some(secret) => self.attempt(delivery, &secret),
         };
-        let mut store = self.db.webhooks()?;
+        let store = &self.db.deliveries;
         match outcome {
             Attempt::Delivered => {
                 crate::metrics::webhook_delivery("delivered");

@@ -150,52 +150,53 @@ pub struct ConnectionUpdate {
     pub next_run_at_us: Option<Option<i64>>,
 }
 
-/// A connections backend. Each call is one transaction.
-pub trait ConnectionStore: Send {
+/// The connections handle ([`super::Store::connections`]). Each call is one
+/// transaction, on a connection of the backend's pool.
+pub trait Connections: Send + Sync {
     /// Adds a connection; refused with [`StoreError::ConnectionExists`] if the id is taken.
     fn insert(
-        &mut self,
+        &self,
         connection: &Connection,
         credentials: &StoredCredentials,
         secrets: &ConnectionSecrets,
     ) -> Result<(), StoreError>;
-    fn get(&mut self, id: &str) -> Result<Option<Connection>, StoreError>;
+    fn get(&self, id: &str) -> Result<Option<Connection>, StoreError>;
     /// Every connection, by id.
-    fn list(&mut self) -> Result<Vec<Connection>, StoreError>;
+    fn list(&self) -> Result<Vec<Connection>, StoreError>;
     /// Applies `update`; returns the connection after it, `None` if unknown.
-    fn update(&mut self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError>;
+    fn update(&self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError>;
     /// Removes the connection and its credentials; with `purge`, everything
     /// stored under its id too — records, checkpoints, run history, webhook
     /// deliveries — also when the connection itself was removed before (a
     /// plain remove keeps its records, a later purge must still reach them).
-    fn remove(&mut self, id: &str, purge: bool) -> Result<Removal, StoreError>;
+    fn remove(&self, id: &str, purge: bool) -> Result<Removal, StoreError>;
     /// Connections due at `now_us` by [`crate::schedule::due`], soonest
     /// first. The SQL only preselects by time (an index's work); the rule
     /// is the schedule module's.
-    fn due(&mut self, now_us: i64, quiet: Duration) -> Result<Vec<Connection>, StoreError>;
-    fn credentials(&mut self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
-    fn secrets(&mut self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
+    fn due(&self, now_us: i64, quiet: Duration) -> Result<Vec<Connection>, StoreError>;
+    fn credentials(&self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
+    fn secrets(&self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
     /// The verifier tokens of every connection that has one.
-    fn verifier_tokens(&mut self) -> Result<Vec<String>, StoreError>;
+    fn verifier_tokens(&self) -> Result<Vec<String>, StoreError>;
     /// Marks the connections of `route`'s provider whose configuration names
     /// its account, and that belong to the app which signed the notification,
     /// as notified at `now_us`; returns their ids. With `verifier`
     /// `Some(token)`: those whose own verifier token it is; with `None` (the
     /// server's token): those without one of their own.
     fn notify(
-        &mut self,
+        &self,
         route: &NotificationRoute<'_>,
         now_us: i64,
         verifier: Option<&str>,
     ) -> Result<Vec<String>, StoreError>;
     /// Clears a notification the run starting at `start_us` covers (one that
     /// came later stays, for another run).
-    fn clear_notification(&mut self, id: &str, start_us: i64) -> Result<(), StoreError>;
+    fn clear_notification(&self, id: &str, start_us: i64) -> Result<(), StoreError>;
     /// Stores what a refresh obtained, atomically.
-    fn save_tokens(&mut self, id: &str, tokens: &Tokens) -> Result<(), StoreError>;
+    fn save_tokens(&self, id: &str, tokens: &Tokens) -> Result<(), StoreError>;
     /// Forgets the connection's checkpoints (its next run starts over); with
     /// `empty`, deletes its records too.
-    fn reset(&mut self, id: &str, empty: bool) -> Result<(), StoreError>;
+    fn reset(&self, id: &str, empty: bool) -> Result<(), StoreError>;
 }
 
 /// Which connections a provider's notification is about: those of
@@ -207,7 +208,7 @@ pub struct NotificationRoute<'a> {
     pub account: &'a str,
 }
 
-/// What [`ConnectionStore::remove`] did.
+/// What [`Connections::remove`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Removal {
     /// The connection existed; it and its credentials are gone.

@@ -80,8 +80,8 @@ pub struct RunEnd<'a> {
     pub error: Option<&'a str>,
 }
 
-/// A run-history backend.
-pub trait RunHistory: Send {
+/// The run-history handle ([`super::Store::runs`]).
+pub trait RunHistory: Send + Sync {
     /// Begins `run`, as one transaction: closes, as failed ([`ABANDONED`]),
     /// the runs of its connection that never recorded an end (the caller
     /// holds the run lock: none of them is going on); records `run` as
@@ -89,14 +89,14 @@ pub trait RunHistory: Send {
     /// notifications up to the run's start (the run reads what they
     /// announced). Returns when the oldest run it closed started: what that
     /// run stored was never told.
-    fn begin(&mut self, run: &RunRecord) -> Result<Option<i64>, StoreError>;
+    fn begin(&self, run: &RunRecord) -> Result<Option<i64>, StoreError>;
     /// Ends the run `end.id`, as one transaction: its outcome in the
     /// history, and `update` of its connection (status, next run).
-    fn end(&mut self, end: &RunEnd<'_>, update: &ConnectionUpdate) -> Result<(), StoreError>;
+    fn end(&self, end: &RunEnd<'_>, update: &ConnectionUpdate) -> Result<(), StoreError>;
     /// Runs of `connection`, newest first, strictly before `before`
     /// (`(started_us, id)`), at most `limit`; and whether more follow.
     fn list(
-        &mut self,
+        &self,
         connection: &str,
         before: Option<(i64, String)>,
         limit: u32,

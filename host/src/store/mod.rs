@@ -1,15 +1,19 @@
-//! What the host keeps, behind backend-neutral traits: the records a component
-//! saves (with change tracking and listings), checkpoints, and the lock that
-//! keeps a connection to one run at a time. SQLite is the embedded backend
-//! (`sqlite`); semantics in docs/store.md.
+//! What the host keeps, behind backend-neutral traits, one per concern: the
+//! records a component saves (with change tracking and listings) and what
+//! the API reads of them, checkpoints, connections, run history, webhook
+//! deliveries, and the locks that keep a connection to one run at a time.
+//! SQLite (`sqlite`) is the embedded backend, PostgreSQL (`postgres`) the
+//! shared one; the SQL they share is in `sql`. Semantics in docs/store.md.
 //!
-//! Every call is one transaction: all of it or nothing. Store handles are
-//! cheap and come from a [`Database`], which pools connections.
+//! Every call is one transaction: all of it or nothing.
 
+pub mod checkpoints;
 pub mod connections;
 pub mod history;
+pub mod locks;
 pub mod postgres;
 pub mod records;
+pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -18,15 +22,18 @@ pub mod webhooks;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use checkpoints::Checkpoints;
 pub use connections::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionStore, ConnectionUpdate, NotificationRoute, Removal,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, Connections, NotificationRoute, Removal,
     StoredCredentials, Tokens,
 };
 pub use history::{Outcome, RunEnd, RunHistory, RunRecord, Trigger};
+pub use locks::{Lease, Locks};
 pub use records::{
-    BatchOutcome, LastAction, ListPage, ListQuery, Position, RecordStore, Scope, StoredRecord, ValidRecord,
+    BatchOutcome, LastAction, ListPage, ListQuery, Position, RecordReads, RecordWrites, Scope, StoredRecord,
+    ValidRecord,
 };
-pub use webhooks::{Delivery, DeliveryStatus, WebhookStore};
+pub use webhooks::{Deliveries, Delivery, DeliveryStatus};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -43,47 +50,44 @@ pub enum StoreError {
     NoListing { model: String, listing: u64, open: Option<u64> },
 }
 
-/// A checkpoint backend: one opaque string per connection and sync.
-pub trait CheckpointStore: Send {
-    fn get(&mut self, connection: &str, sync: &str) -> Result<Option<String>, StoreError>;
-    /// Replaces the value atomically.
-    fn save(&mut self, connection: &str, sync: &str, value: &str) -> Result<(), StoreError>;
+/// What one run writes, on one connection of the backend for the whole run:
+/// a run writes records and checkpoints in turn, and on SQLite two
+/// connections would each drop the other's page cache on every write.
+pub struct RunWrites {
+    pub records: Box<dyn RecordWrites>,
+    pub checkpoints: Box<dyn Checkpoints>,
 }
 
-/// The stores one run writes to.
-pub struct RunStores {
-    pub records: Box<dyn RecordStore>,
-    pub checkpoints: Box<dyn CheckpointStore>,
+/// Opens [`RunWrites`]: how a backend hands a run its connection.
+pub trait RunWriter: Send + Sync {
+    fn run_writes(&self) -> Result<RunWrites, StoreError>;
 }
 
-/// A lock held across processes: a connection's run lock
-/// ([`Database::try_lock_run`]) or its token-refresh lock
-/// ([`Database::lock_refresh`]), two locks apart. Dropping it lets the next
-/// holder in. The lock dies with its process, so a run killed with `kill -9`
-/// never blocks the next one.
-pub trait Lease: Send {}
+/// Where everything the host keeps lives: one cheap handle per concern,
+/// each taking a connection of the backend's pool per call. Clones share
+/// the pool.
+#[derive(Clone)]
+pub struct Store {
+    pub connections: Arc<dyn Connections>,
+    pub runs: Arc<dyn RunHistory>,
+    pub deliveries: Arc<dyn Deliveries>,
+    /// What the API reads of the records.
+    pub records: Arc<dyn RecordReads>,
+    pub locks: Arc<dyn Locks>,
+    writer: Arc<dyn RunWriter>,
+    location: String,
+}
 
-/// Where everything the host keeps lives. Handles are cheap; each holds one
-/// pooled connection of the backend.
-pub trait Database: Send + Sync {
+impl Store {
     /// Where it is, for messages (never holds a password).
-    fn describe(&self) -> String;
-    fn records(&self) -> Result<Box<dyn RecordStore>, StoreError>;
-    fn checkpoints(&self) -> Result<Box<dyn CheckpointStore>, StoreError>;
-    /// The stores of one run, which a backend may put on one connection.
-    fn run_stores(&self) -> Result<RunStores, StoreError>;
-    /// Connections, their schedule and their credentials.
-    fn connections(&self) -> Result<Box<dyn ConnectionStore>, StoreError>;
-    /// The history of runs.
-    fn runs(&self) -> Result<Box<dyn RunHistory>, StoreError>;
-    /// Webhook deliveries.
-    fn webhooks(&self) -> Result<Box<dyn WebhookStore>, StoreError>;
-    /// Takes the run lock of `connection`, or `None` if another run holds it
-    /// (in this process or another).
-    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn Lease>>, StoreError>;
-    /// Waits for the token-refresh lock of `connection`: refreshes of one
-    /// connection never overlap, in this process or another.
-    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn Lease>, StoreError>;
+    pub fn describe(&self) -> &str {
+        &self.location
+    }
+
+    /// The connection a run writes its records and checkpoints on.
+    pub fn run_writes(&self) -> Result<RunWrites, StoreError> {
+        self.writer.run_writes()
+    }
 }
 
 /// How to open a database: must it exist already?
@@ -99,9 +103,9 @@ pub enum OpenMode {
 /// Opens the database named on the command line: a `postgres://` URL, or a
 /// SQLite file path. (`mode` concerns files: a PostgreSQL database must exist
 /// already and gets its tables on first use.)
-pub fn open(location: &str, mode: OpenMode) -> Result<Arc<dyn Database>, StoreError> {
+pub fn open(location: &str, mode: OpenMode) -> Result<Store, StoreError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Ok(Arc::new(postgres::PostgresDatabase::open(location)?));
+        return postgres::open(location);
     }
-    Ok(Arc::new(sqlite::SqliteDatabase::open(Path::new(location), mode)?))
+    sqlite::open(Path::new(location), mode)
 }

@@ -112,8 +112,10 @@ pub struct ListPage {
     pub has_more: bool,
 }
 
-/// A records backend. Each call is one transaction: all of it or nothing.
-pub trait RecordStore: Send {
+/// What a run writes: records and listings of its scopes, on one connection
+/// of the backend for the whole run ([`super::Store::run_writes`]). Each call
+/// is one transaction: all of it or nothing.
+pub trait RecordWrites: Send {
     /// Saves records: new ids ADDED, changed payloads (or deleted ids) UPDATED,
     /// identical payloads untouched. With a listing open, every record of the
     /// batch counts as seen by it.
@@ -131,8 +133,13 @@ pub trait RecordStore: Send {
     fn end_listing(&mut self, scope: &Scope, listing: u64) -> Result<BatchOutcome, StoreError>;
     /// Closes `listing` without deleting; nothing if it is not open.
     fn abandon_listing(&mut self, scope: &Scope, listing: u64) -> Result<(), StoreError>;
+}
+
+/// What the API reads of the records ([`super::Store::records`]); each call
+/// on a connection of the backend's pool.
+pub trait RecordReads: Send + Sync {
     /// A page of records in (`last_modified_at`, `id`) order.
-    fn list(&mut self, scope: &Scope, query: &ListQuery) -> Result<ListPage, StoreError>;
+    fn list(&self, scope: &Scope, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// Whether the connection has ever been synced.
-    fn connection_exists(&mut self, connection: &str) -> Result<bool, StoreError>;
+    fn connection_exists(&self, connection: &str) -> Result<bool, StoreError>;
 }

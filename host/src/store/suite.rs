@@ -1,4 +1,4 @@
-//! The store's semantics as tests, written once against [`Database`] and run
+//! The store's semantics as tests, written once against [`Store`] and run
 //! against every backend (`store_suite!` in each backend's tests), so that the
 //! backends cannot drift apart.
 
@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::{
-    Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, Database, LastAction, ListQuery, Outcome,
-    Position, Removal, RunEnd, RunRecord, Scope, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
+    Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, LastAction, ListQuery, Outcome, Position,
+    Removal, RunEnd, RunRecord, Scope, Store, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
 };
 use crate::capabilities::records::validate_batch;
 
@@ -15,27 +15,27 @@ fn scope(connection: &str) -> Scope {
     Scope { connection: connection.into(), model: "Customer".into() }
 }
 
-fn save(db: &dyn Database, scope: &Scope, texts: &[&str]) -> super::BatchOutcome {
+fn save(db: &Store, scope: &Scope, texts: &[&str]) -> super::BatchOutcome {
     let records = validate_batch(&texts.iter().map(|t| t.to_string()).collect::<Vec<_>>()).unwrap();
-    db.records().unwrap().save(scope, &records).unwrap()
+    db.run_writes().unwrap().records.save(scope, &records).unwrap()
 }
 
-fn all(db: &dyn Database, scope: &Scope) -> Vec<StoredRecord> {
-    db.records().unwrap().list(scope, &ListQuery { limit: 10_000, ..Default::default() }).unwrap().records
+fn all(db: &Store, scope: &Scope) -> Vec<StoredRecord> {
+    db.records.list(scope, &ListQuery { limit: 10_000, ..Default::default() }).unwrap().records
 }
 
-fn find(db: &dyn Database, scope: &Scope, id: &str) -> StoredRecord {
+fn find(db: &Store, scope: &Scope, id: &str) -> StoredRecord {
     all(db, scope).into_iter().find(|r| r.id == id).unwrap()
 }
 
-fn live(db: &dyn Database, scope: &Scope) -> Vec<String> {
+fn live(db: &Store, scope: &Scope) -> Vec<String> {
     let mut ids: Vec<String> =
         all(db, scope).into_iter().filter(|r| r.last_action != LastAction::Deleted).map(|r| r.id).collect();
     ids.sort();
     ids
 }
 
-pub fn change_tracking_follows_the_records_cache_semantics(db: &dyn Database) {
+pub fn change_tracking_follows_the_records_cache_semantics(db: &Store) {
     let s = scope("c");
     let o = save(db, &s, &[r#"{"id":"1","n":1}"#, r#"{"id":"2","n":2}"#]);
     assert_eq!((o.added, o.updated, o.unchanged), (2, 0, 0));
@@ -53,9 +53,9 @@ pub fn change_tracking_follows_the_records_cache_semantics(db: &dyn Database) {
     let two = find(db, &s, "2");
     assert_eq!(two.last_action, LastAction::Updated);
 
-    let o = db.records().unwrap().delete(&s, &["2".into(), "404".into()]).unwrap();
+    let o = db.run_writes().unwrap().records.delete(&s, &["2".into(), "404".into()]).unwrap();
     assert_eq!(o.deleted, 1);
-    let o = db.records().unwrap().delete(&s, &["2".into()]).unwrap();
+    let o = db.run_writes().unwrap().records.delete(&s, &["2".into()]).unwrap();
     assert_eq!(o.deleted, 0, "deleting a deleted id does nothing");
     let two = find(db, &s, "2");
     assert_eq!(two.last_action, LastAction::Deleted);
@@ -68,27 +68,23 @@ pub fn change_tracking_follows_the_records_cache_semantics(db: &dyn Database) {
     assert_eq!((two.last_action, two.deleted_us), (LastAction::Updated, None));
 }
 
-pub fn timestamps_strictly_increase_so_the_order_is_total(db: &dyn Database) {
+pub fn timestamps_strictly_increase_so_the_order_is_total(db: &Store) {
     let s = scope("c");
     let texts: Vec<String> = (0..500).map(|i| format!(r#"{{"id":"{i}"}}"#)).collect();
-    db.records().unwrap().save(&s, &validate_batch(&texts).unwrap()).unwrap();
-    db.records().unwrap().delete(&s, &["3".into(), "4".into()]).unwrap();
+    db.run_writes().unwrap().records.save(&s, &validate_batch(&texts).unwrap()).unwrap();
+    db.run_writes().unwrap().records.delete(&s, &["3".into(), "4".into()]).unwrap();
     let records = all(db, &s);
     assert!(records.windows(2).all(|w| w[0].last_modified_us < w[1].last_modified_us));
 }
 
-pub fn keyset_pages_visit_every_record_once(db: &dyn Database) {
+pub fn keyset_pages_visit_every_record_once(db: &Store) {
     let s = scope("c");
     let texts: Vec<String> = (0..57).map(|i| format!(r#"{{"id":"{i}"}}"#)).collect();
-    db.records().unwrap().save(&s, &validate_batch(&texts).unwrap()).unwrap();
+    db.run_writes().unwrap().records.save(&s, &validate_batch(&texts).unwrap()).unwrap();
     let mut after = None;
     let mut seen = Vec::new();
     loop {
-        let page = db
-            .records()
-            .unwrap()
-            .list(&s, &ListQuery { after: after.clone(), limit: 10, ..Default::default() })
-            .unwrap();
+        let page = db.records.list(&s, &ListQuery { after: after.clone(), limit: 10, ..Default::default() }).unwrap();
         seen.extend(page.records.iter().map(|r| r.id.clone()));
         let last = page.records.last().unwrap();
         after = Some(Position { last_modified_us: last.last_modified_us, id: last.id.clone() });
@@ -102,107 +98,114 @@ pub fn keyset_pages_visit_every_record_once(db: &dyn Database) {
     assert_eq!(seen.len(), 57);
 }
 
-pub fn scopes_are_isolated(db: &dyn Database) {
+pub fn scopes_are_isolated(db: &Store) {
     save(db, &scope("a"), &[r#"{"id":"1"}"#]);
     save(db, &scope("b"), &[r#"{"id":"1","x":1}"#, r#"{"id":"2"}"#]);
     assert_eq!(live(db, &scope("a")), vec!["1"]);
     assert_eq!(live(db, &scope("b")), vec!["1", "2"]);
-    let mut records = db.records().unwrap();
+    let records = &db.records;
     assert!(records.connection_exists("a").unwrap());
     assert!(!records.connection_exists("nobody").unwrap());
 }
 
-pub fn ending_a_listing_deletes_only_the_live_records_it_did_not_see(db: &dyn Database) {
+pub fn ending_a_listing_deletes_only_the_live_records_it_did_not_see(db: &Store) {
     let s = scope("c");
     save(db, &s, &[r#"{"id":"1"}"#, r#"{"id":"2"}"#, r#"{"id":"3"}"#, r#"{"id":"4"}"#]);
-    db.records().unwrap().delete(&s, &["4".into()]).unwrap();
-    let mut records = db.records().unwrap();
+    db.run_writes().unwrap().records.delete(&s, &["4".into()]).unwrap();
+    let mut records = db.run_writes().unwrap().records;
     let listing = records.begin_listing(&s).unwrap();
     assert_eq!(records.current_listing(&s).unwrap(), Some(listing));
     drop(records);
     // 1 saved unchanged, 2 saved changed: both seen; 3 never seen.
     let o = save(db, &s, &[r#"{"id":"1"}"#, r#"{"id":"2","changed":true}"#]);
     assert_eq!((o.unchanged, o.updated), (1, 1));
-    let o = db.records().unwrap().end_listing(&s, listing).unwrap();
+    let o = db.run_writes().unwrap().records.end_listing(&s, listing).unwrap();
     assert_eq!(o.deleted, 1);
     assert_eq!(live(db, &s), vec!["1", "2"]);
     assert_eq!(find(db, &s, "3").last_action, LastAction::Deleted);
-    assert_eq!(db.records().unwrap().current_listing(&s).unwrap(), None, "the listing is closed");
-    assert!(matches!(db.records().unwrap().end_listing(&s, listing), Err(StoreError::NoListing { .. })));
+    assert_eq!(db.run_writes().unwrap().records.current_listing(&s).unwrap(), None, "the listing is closed");
+    assert!(matches!(db.run_writes().unwrap().records.end_listing(&s, listing), Err(StoreError::NoListing { .. })));
 }
 
-pub fn records_saved_during_a_listing_by_any_writer_are_never_deleted_by_it(db: &dyn Database) {
+pub fn records_saved_during_a_listing_by_any_writer_are_never_deleted_by_it(db: &Store) {
     let s = scope("c");
     save(db, &s, &[r#"{"id":"old"}"#]);
-    let listing = db.records().unwrap().begin_listing(&s).unwrap();
+    let listing = db.run_writes().unwrap().records.begin_listing(&s).unwrap();
     // Another writer of the connection (another handle) adds a record.
     save(db, &s, &[r#"{"id":"new"}"#]);
-    db.records().unwrap().keep(&s, listing, &["old".into(), "unknown".into()]).unwrap();
-    assert_eq!(db.records().unwrap().end_listing(&s, listing).unwrap().deleted, 0);
+    db.run_writes().unwrap().records.keep(&s, listing, &["old".into(), "unknown".into()]).unwrap();
+    assert_eq!(db.run_writes().unwrap().records.end_listing(&s, listing).unwrap().deleted, 0);
     assert_eq!(live(db, &s), vec!["new", "old"]);
 }
 
-pub fn a_second_begin_supersedes_the_first_and_ending_the_first_deletes_nothing(db: &dyn Database) {
+pub fn a_second_begin_supersedes_the_first_and_ending_the_first_deletes_nothing(db: &Store) {
     let s = scope("c");
     save(db, &s, &[r#"{"id":"1"}"#, r#"{"id":"2"}"#]);
-    let first = db.records().unwrap().begin_listing(&s).unwrap();
+    let first = db.run_writes().unwrap().records.begin_listing(&s).unwrap();
     save(db, &s, &[r#"{"id":"1"}"#]);
-    let second = db.records().unwrap().begin_listing(&s).unwrap();
+    let second = db.run_writes().unwrap().records.begin_listing(&s).unwrap();
     assert!(second > first);
-    let refused = db.records().unwrap().end_listing(&s, first);
+    let refused = db.run_writes().unwrap().records.end_listing(&s, first);
     assert!(matches!(refused, Err(StoreError::NoListing { open: Some(open), .. }) if open == second), "{refused:?}");
     assert_eq!(live(db, &s), vec!["1", "2"], "nothing deleted");
-    assert!(matches!(db.records().unwrap().keep(&s, first, &["1".into()]), Err(StoreError::NoListing { .. })));
+    assert!(matches!(
+        db.run_writes().unwrap().records.keep(&s, first, &["1".into()]),
+        Err(StoreError::NoListing { .. })
+    ));
     // What the first listing saw does not count for the second.
-    assert_eq!(db.records().unwrap().end_listing(&s, second).unwrap().deleted, 2);
+    assert_eq!(db.run_writes().unwrap().records.end_listing(&s, second).unwrap().deleted, 2);
 }
 
-pub fn an_abandoned_listing_deletes_nothing(db: &dyn Database) {
+pub fn an_abandoned_listing_deletes_nothing(db: &Store) {
     let s = scope("c");
     save(db, &s, &[r#"{"id":"1"}"#]);
-    let listing = db.records().unwrap().begin_listing(&s).unwrap();
-    db.records().unwrap().abandon_listing(&s, listing + 1).unwrap();
-    assert_eq!(db.records().unwrap().current_listing(&s).unwrap(), Some(listing), "abandoning another does nothing");
-    db.records().unwrap().abandon_listing(&s, listing).unwrap();
-    assert_eq!(db.records().unwrap().current_listing(&s).unwrap(), None);
-    assert!(db.records().unwrap().end_listing(&s, listing).is_err());
+    let listing = db.run_writes().unwrap().records.begin_listing(&s).unwrap();
+    db.run_writes().unwrap().records.abandon_listing(&s, listing + 1).unwrap();
+    assert_eq!(
+        db.run_writes().unwrap().records.current_listing(&s).unwrap(),
+        Some(listing),
+        "abandoning another does nothing"
+    );
+    db.run_writes().unwrap().records.abandon_listing(&s, listing).unwrap();
+    assert_eq!(db.run_writes().unwrap().records.current_listing(&s).unwrap(), None);
+    assert!(db.run_writes().unwrap().records.end_listing(&s, listing).is_err());
     assert_eq!(live(db, &s), vec!["1"]);
     // Asking about a model never written creates nothing.
-    let mut records = db.records().unwrap();
+    let mut records = db.run_writes().unwrap().records;
     assert!(records.end_listing(&scope("never"), 1).is_err());
-    assert!(!records.connection_exists("never").unwrap());
+    assert!(!db.records.connection_exists("never").unwrap());
 }
 
-pub fn checkpoints_are_replaced_and_read_back(db: &dyn Database) {
-    let mut checkpoints = db.checkpoints().unwrap();
+pub fn checkpoints_are_replaced_and_read_back(db: &Store) {
+    let mut checkpoints = db.run_writes().unwrap().checkpoints;
     assert_eq!(checkpoints.get("c", "customers").unwrap(), None);
     checkpoints.save("c", "customers", "one").unwrap();
     checkpoints.save("c", "customers", "two").unwrap();
     checkpoints.save("d", "customers", "other").unwrap();
-    assert_eq!(db.checkpoints().unwrap().get("c", "customers").unwrap().as_deref(), Some("two"));
-    assert!(db.records().unwrap().connection_exists("d").unwrap(), "a checkpoint makes a connection known");
+    assert_eq!(db.run_writes().unwrap().checkpoints.get("c", "customers").unwrap().as_deref(), Some("two"));
+    assert!(db.records.connection_exists("d").unwrap(), "a checkpoint makes a connection known");
 }
 
-pub fn a_run_lock_is_exclusive_until_dropped(db: &dyn Database) {
-    let lease = db.try_lock_run("c").unwrap().expect("a free connection locks");
-    assert!(db.try_lock_run("c").unwrap().is_none(), "a second run is refused");
-    assert!(db.try_lock_run("d").unwrap().is_some(), "other connections are free");
+pub fn a_run_lock_is_exclusive_until_dropped(db: &Store) {
+    let lease = db.locks.try_lock_run("c").unwrap().expect("a free connection locks");
+    assert!(db.locks.try_lock_run("c").unwrap().is_none(), "a second run is refused");
+    assert!(db.locks.try_lock_run("d").unwrap().is_some(), "other connections are free");
     drop(lease);
-    assert!(db.try_lock_run("c").unwrap().is_some(), "the lock is released");
+    assert!(db.locks.try_lock_run("c").unwrap().is_some(), "the lock is released");
 }
 
-pub fn a_reader_paging_by_cursor_misses_no_write_of_concurrent_writers(db: &dyn Database) {
+pub fn a_reader_paging_by_cursor_misses_no_write_of_concurrent_writers(db: &Store) {
     let s = scope("c");
     let ids: Vec<String> = (0..200).map(|i| format!("r{i}")).collect();
     let first: Vec<String> = ids.iter().map(|id| format!(r#"{{"id":"{id}","v":0}}"#)).collect();
-    db.records().unwrap().save(&s, &validate_batch(&first).unwrap()).unwrap();
+    db.run_writes().unwrap().records.save(&s, &validate_batch(&first).unwrap()).unwrap();
     let writing = std::sync::atomic::AtomicUsize::new(4);
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     std::thread::scope(|threads| {
         for writer in 0..4u64 {
             let (s, ids, writing) = (&s, &ids, &writing);
             threads.spawn(move || {
-                let mut records = db.records().unwrap();
+                let mut records = db.run_writes().unwrap().records;
                 let mut state = writer.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 for round in 1..=40u64 {
                     // 10 records of a pseudo-random stretch, each with a new version.
@@ -221,7 +224,7 @@ pub fn a_reader_paging_by_cursor_misses_no_write_of_concurrent_writers(db: &dyn 
         }
         // The reader pages from the start with small pages, following cursors,
         // and keeps going until the writers are done and nothing new comes.
-        let mut records = db.records().unwrap();
+        let records = &db.records;
         let mut after: Option<Position> = None;
         loop {
             let done = writing.load(std::sync::atomic::Ordering::SeqCst) == 0;
@@ -285,8 +288,8 @@ fn oauth() -> StoredCredentials {
     }
 }
 
-pub fn connections_keep_their_schedule_credentials_and_secrets(db: &dyn Database) {
-    let mut connections = db.connections().unwrap();
+pub fn connections_keep_their_schedule_credentials_and_secrets(db: &Store) {
+    let connections = &db.connections;
     let secrets =
         ConnectionSecrets { webhook_secret: Some("hook-secret".into()), verifier_token: Some("verifier".into()) };
     connections.insert(&connection("a", "1"), &oauth(), &secrets).unwrap();
@@ -356,8 +359,8 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &dyn Database
     assert!(connections.credentials("a").unwrap().is_none());
 }
 
-pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Database) {
-    let mut connections = db.connections().unwrap();
+pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &Store) {
+    let connections = &db.connections;
     for (id, realm) in [("new", "1"), ("later", "2"), ("paused", "3"), ("reauth", "4")] {
         connections.insert(&connection(id, realm), &oauth(), &Default::default()).unwrap();
     }
@@ -366,11 +369,11 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     connections
         .update("reauth", &ConnectionUpdate { status: Some(ConnectionStatus::NeedsReauth), ..Default::default() })
         .unwrap();
-    let due = |c: &mut Box<dyn super::ConnectionStore>, now| -> BTreeSet<String> {
+    let due = |c: &std::sync::Arc<dyn super::Connections>, now| -> BTreeSet<String> {
         c.due(now, Duration::from_micros(100)).unwrap().into_iter().map(|c| c.id).collect()
     };
-    assert_eq!(due(&mut connections, 500), BTreeSet::from(["new".to_string()]));
-    assert_eq!(due(&mut connections, 1_000), BTreeSet::from(["new".to_string(), "later".to_string()]));
+    assert_eq!(due(connections, 500), BTreeSet::from(["new".to_string()]));
+    assert_eq!(due(connections, 1_000), BTreeSet::from(["new".to_string(), "later".to_string()]));
     // A notification makes `later` due once it has been quiet for 100 µs.
     connections.update("new", &ConnectionUpdate { next_run_at_us: Some(Some(10_000)), ..Default::default() }).unwrap();
     assert_eq!(connections.notify(&route("2"), 600, None).unwrap(), vec!["later".to_string()]);
@@ -379,10 +382,10 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     assert!(connections.notify(&elsewhere, 600, None).unwrap().is_empty(), "another provider's account 2 is not ours");
     let other_key = super::NotificationRoute { account_key: "other", ..route("2") };
     assert!(connections.notify(&other_key, 600, None).unwrap().is_empty(), "matched by the key the provider names");
-    assert!(due(&mut connections, 650).is_empty());
-    assert_eq!(due(&mut connections, 700), BTreeSet::from(["later".to_string()]));
+    assert!(due(connections, 650).is_empty());
+    assert_eq!(due(connections, 700), BTreeSet::from(["later".to_string()]));
     connections.clear_notification("later", 650).unwrap();
-    assert!(due(&mut connections, 700).is_empty(), "the run that started after it covers the notification");
+    assert!(due(connections, 700).is_empty(), "the run that started after it covers the notification");
 
     // A failing connection waits out its backoff, notified or not.
     connections.notify(&route("2"), 800, None).unwrap();
@@ -396,8 +399,8 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
             },
         )
         .unwrap();
-    assert!(due(&mut connections, 1_000).is_empty(), "notified, but backing off");
-    assert_eq!(due(&mut connections, 5_000), BTreeSet::from(["later".to_string()]));
+    assert!(due(connections, 1_000).is_empty(), "notified, but backing off");
+    assert_eq!(due(connections, 5_000), BTreeSet::from(["later".to_string()]));
 
     // A notification runs only the connections of the app that signed it.
     let own = ConnectionSecrets { webhook_secret: None, verifier_token: Some("app-b".into()) };
@@ -411,11 +414,11 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &dyn Dat
     );
 }
 
-pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Database) {
-    let mut connections = db.connections().unwrap();
+pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &Store) {
+    let connections = &db.connections;
     connections.insert(&connection("c", "1"), &oauth(), &Default::default()).unwrap();
     connections.notify(&route("1"), 25, None).unwrap();
-    let mut runs = db.runs().unwrap();
+    let runs = &db.runs;
     let run = |id: &str, started_us: i64| RunRecord {
         id: id.into(),
         connection: "c".into(),
@@ -469,15 +472,15 @@ pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &dyn Databas
     assert_eq!(page[0].outcome, None, "r4 goes on");
 }
 
-pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &dyn Database) {
-    let mut webhooks = db.webhooks().unwrap();
+pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &Store) {
+    let webhooks = &db.deliveries;
     let first = webhooks.enqueue("c", Some("r1"), "https://app.example/hooks", r#"{"n":1}"#).unwrap();
     let second = webhooks.enqueue("c", None, "https://app.example/hooks", r#"{"n":2}"#).unwrap();
     let now = crate::time::now_us() + 1_000_000;
     let claimed = webhooks.claim_due(now, 60_000_000, 1).unwrap();
-    let again = db.webhooks().unwrap().claim_due(now, 60_000_000, 10).unwrap();
+    let again = db.deliveries.claim_due(now, 60_000_000, 10).unwrap();
     assert_eq!(claimed.len() + again.len(), 2, "each claimed once");
-    assert!(db.webhooks().unwrap().claim_due(now, 60_000_000, 10).unwrap().is_empty(), "leased");
+    assert!(db.deliveries.claim_due(now, 60_000_000, 10).unwrap().is_empty(), "leased");
     webhooks.delivered(first, 1, now).unwrap();
     webhooks.failed(second, 3, "503", None).unwrap();
     let (listed, more) = webhooks.list("c", None, 10).unwrap();
@@ -486,16 +489,15 @@ pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &dyn Database)
     assert_eq!(statuses, vec![(second, "given_up", 3), (first, "delivered", 1)]);
 }
 
-pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_all_it_stored(db: &dyn Database) {
+pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_all_it_stored(db: &Store) {
     let invoices = |connection: &str| Scope { connection: connection.into(), model: "Invoice".into() };
     let mut deliveries = BTreeMap::new();
     for (id, realm) in [("gone", "1"), ("kept", "2")] {
-        db.connections().unwrap().insert(&connection(id, realm), &oauth(), &Default::default()).unwrap();
+        db.connections.insert(&connection(id, realm), &oauth(), &Default::default()).unwrap();
         save(db, &scope(id), &[r#"{"id":"1"}"#, r#"{"id":"2"}"#]);
         save(db, &invoices(id), &[r#"{"id":"9"}"#]);
-        db.checkpoints().unwrap().save(id, "customers", "{}").unwrap();
-        db.runs()
-            .unwrap()
+        db.run_writes().unwrap().checkpoints.save(id, "customers", "{}").unwrap();
+        db.runs
             .begin(&RunRecord {
                 id: format!("{id}-run"),
                 connection: id.into(),
@@ -508,18 +510,18 @@ pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_a
                 worker: None,
             })
             .unwrap();
-        let mut webhooks = db.webhooks().unwrap();
+        let webhooks = &db.deliveries;
         let delivered = webhooks.enqueue(id, None, "https://app.example/hooks", "{}").unwrap();
         webhooks.delivered(delivered, 1, 5).unwrap();
         let pending = webhooks.enqueue(id, None, "https://app.example/hooks", "{}").unwrap();
         deliveries.insert(id, (delivered, pending));
     }
     let stored = |id: &str| {
-        let (runs, _) = db.runs().unwrap().list(id, None, 10).unwrap();
-        let (webhooks, _) = db.webhooks().unwrap().list(id, None, 10).unwrap();
+        let (runs, _) = db.runs.list(id, None, 10).unwrap();
+        let (webhooks, _) = db.deliveries.list(id, None, 10).unwrap();
         (
             all(db, &scope(id)).len() + all(db, &invoices(id)).len(),
-            db.checkpoints().unwrap().get(id, "customers").unwrap().is_some(),
+            db.run_writes().unwrap().checkpoints.get(id, "customers").unwrap().is_some(),
             runs.len(),
             webhooks.len(),
         )
@@ -527,9 +529,9 @@ pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_a
     assert_eq!(stored("gone"), (3, true, 1, 2));
 
     // A plain remove keeps the records and gives up what was not delivered.
-    let mut connections = db.connections().unwrap();
+    let connections = &db.connections;
     assert_eq!(connections.remove("gone", false).unwrap(), Removal { connection: true, records: 0, purged: false });
-    let (listed, _) = db.webhooks().unwrap().list("gone", None, 10).unwrap();
+    let (listed, _) = db.deliveries.list("gone", None, 10).unwrap();
     let statuses: Vec<(i64, &str, Option<&str>)> =
         listed.iter().map(|d| (d.id, d.status.as_str(), d.last_error.as_deref())).collect();
     let (delivered, pending) = deliveries["gone"];
@@ -543,7 +545,7 @@ pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_a
     // A purge after that still reaches what it left, and only that.
     assert_eq!(connections.remove("gone", true).unwrap(), Removal { connection: false, records: 3, purged: true });
     assert_eq!(stored("gone"), (0, false, 0, 0));
-    assert!(!db.records().unwrap().connection_exists("gone").unwrap());
+    assert!(!db.records.connection_exists("gone").unwrap());
     assert_eq!(stored("kept"), (3, true, 1, 2), "another connection's records, checkpoint, runs, webhooks stay");
     assert!(connections.get("kept").unwrap().is_some() && connections.credentials("kept").unwrap().is_some());
     assert_eq!(connections.remove("gone", true).unwrap(), Removal::default(), "nothing left to purge");

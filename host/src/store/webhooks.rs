@@ -47,16 +47,16 @@ pub struct Delivery {
     pub delivered_us: Option<i64>,
 }
 
-/// A webhook-deliveries backend.
-pub trait WebhookStore: Send {
+/// The webhook-deliveries handle ([`super::Store::deliveries`]).
+pub trait Deliveries: Send + Sync {
     /// Queues a delivery, due now; returns its id.
-    fn enqueue(&mut self, connection: &str, run: Option<&str>, url: &str, body: &str) -> Result<i64, StoreError>;
+    fn enqueue(&self, connection: &str, run: Option<&str>, url: &str, body: &str) -> Result<i64, StoreError>;
     /// Claims up to `limit` due deliveries for `lease_us`: another worker (in
     /// this process or another) does not take them meanwhile.
-    fn claim_due(&mut self, now_us: i64, lease_us: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
-    fn delivered(&mut self, id: i64, attempts: u32, at_us: i64) -> Result<(), StoreError>;
+    fn claim_due(&self, now_us: i64, lease_us: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    fn delivered(&self, id: i64, attempts: u32, at_us: i64) -> Result<(), StoreError>;
     /// Records a failed attempt: tried again at `next_attempt_us`, or given up.
-    fn failed(&mut self, id: i64, attempts: u32, error: &str, next_attempt_us: Option<i64>) -> Result<(), StoreError>;
+    fn failed(&self, id: i64, attempts: u32, error: &str, next_attempt_us: Option<i64>) -> Result<(), StoreError>;
     /// The connection's deliveries, newest first, before id `before`.
-    fn list(&mut self, connection: &str, before: Option<i64>, limit: u32) -> Result<(Vec<Delivery>, bool), StoreError>;
+    fn list(&self, connection: &str, before: Option<i64>, limit: u32) -> Result<(Vec<Delivery>, bool), StoreError>;
 }

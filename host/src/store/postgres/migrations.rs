@@ -5,7 +5,7 @@
 
 use deadpool_postgres::Object;
 
-use super::lock_key;
+use super::locks::lock_key;
 use crate::store::StoreError;
 
 const MIGRATIONS: &[(i32, &str)] = &[

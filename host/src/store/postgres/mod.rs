@@ -10,20 +10,24 @@
 //! with the worker's connection, so a worker that dies (even by `kill -9`)
 //! frees its connections for another worker, which resumes from the checkpoint.
 
-mod connections;
+mod checkpoints;
+mod locks;
 mod migrations;
 mod records;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use sha2::{Digest, Sha256};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::runtime::Handle;
+use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
-use super::{
-    CheckpointStore, ConnectionStore, Database, Lease, RecordStore, RunHistory, RunStores, StoreError, WebhookStore,
-};
+use super::sql::connections::SqlConnections;
+use super::sql::history::SqlRunHistory;
+use super::sql::records::SqlRecordReads;
+use super::sql::webhooks::SqlDeliveries;
+use super::sql::{Backend, Cell, Dialect, Row, Sql, Value};
+use super::{RunWriter, RunWrites, Store, StoreError};
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
@@ -102,13 +106,6 @@ impl Shared {
     }
 }
 
-/// A PostgreSQL database and its pool.
-pub struct PostgresDatabase {
-    pool: Pool,
-    /// The URL without its password, for messages.
-    shown: String,
-}
-
 /// `postgres://user:secret@host/db` → `postgres://user@host/db`.
 fn without_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -121,117 +118,148 @@ fn without_password(url: &str) -> String {
     }
 }
 
-impl PostgresDatabase {
-    /// Connects, and applies the schema's migrations (several processes
-    /// starting at once apply each one once).
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        let shown = without_password(url);
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Backend(format!("{shown} is not a PostgreSQL URL: {e}")))?;
-        Self::open_config(config, shown)
+/// Connects to `url`, and applies the schema's migrations (several
+/// processes starting at once apply each one once), as a [`Store`].
+pub fn open(url: &str) -> Result<Store, StoreError> {
+    let shown = without_password(url);
+    let config: tokio_postgres::Config =
+        url.parse().map_err(|e| StoreError::Backend(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+    Ok(open_config(config, shown)?.0)
+}
+
+/// The store and its pool (which the tests close).
+fn open_config(config: tokio_postgres::Config, shown: String) -> Result<(Store, Pool), StoreError> {
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(manager)
+        .max_size(32)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(30)))
+        .create_timeout(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .map_err(|e| StoreError::Backend(format!("cannot set up the pool for {shown}: {e}")))?;
+    wait(async {
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot connect to {shown}: {}", pool_error_text(&e))))?;
+        migrations::apply(&mut client).await
+    })?;
+    let backend = PgBackend { pool: pool.clone() };
+    let store = Store {
+        connections: Arc::new(SqlConnections(backend.clone())),
+        runs: Arc::new(SqlRunHistory(backend.clone())),
+        deliveries: Arc::new(SqlDeliveries(backend.clone())),
+        records: Arc::new(SqlRecordReads(backend.clone())),
+        locks: Arc::new(locks::AdvisoryLocks { pool: pool.clone() }),
+        writer: Arc::new(backend),
+        location: shown,
+    };
+    Ok((store, pool))
+}
+
+/// A PostgreSQL pool, as the shared SQL runs on it.
+#[derive(Clone)]
+struct PgBackend {
+    pool: Pool,
+}
+
+impl Backend for PgBackend {
+    fn read<T>(&self, work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let client = wait(self.pool.get())?;
+        work(&mut PgSql(&client))
     }
 
-    fn open_config(config: tokio_postgres::Config, shown: String) -> Result<Self, StoreError> {
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(32)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(std::time::Duration::from_secs(30)))
-            .create_timeout(Some(std::time::Duration::from_secs(10)))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("cannot set up the pool for {shown}: {e}")))?;
-        let database = PostgresDatabase { pool, shown };
-        wait(async {
-            let mut client = database.pool.get().await.map_err(|e| {
-                StoreError::Backend(format!("cannot connect to {}: {}", database.shown, pool_error_text(&e)))
-            })?;
-            migrations::apply(&mut client).await
-        })?;
-        Ok(database)
-    }
-
-    fn connection(&self) -> Result<Object, StoreError> {
-        Ok(wait(self.pool.get())?)
-    }
-
-    fn shared(&self) -> Result<Shared, StoreError> {
-        Ok(Shared::new(self.connection()?))
+    fn write<T>(&self, work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut client = wait(self.pool.get())?;
+        let tx = wait(client.transaction())?;
+        let result = work(&mut PgSql(&tx))?;
+        wait(tx.commit())?;
+        Ok(result)
     }
 }
 
-/// The advisory-lock key of `what` about `connection`.
-fn lock_key(what: &str, connection: &str) -> i64 {
-    let digest = Sha256::digest(format!("sync-host:{what}:{connection}").as_bytes());
-    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+impl RunWriter for PgBackend {
+    fn run_writes(&self) -> Result<RunWrites, StoreError> {
+        let shared = Shared::new(wait(self.pool.get())?);
+        Ok(RunWrites {
+            records: Box::new(records::PgRecords::new(shared.clone())),
+            checkpoints: Box::new(checkpoints::PgCheckpoints::new(shared)),
+        })
+    }
 }
 
-/// A session advisory lock, held on its own connection until dropped.
-struct AdvisoryLease {
-    client: Option<Object>,
-    key: i64,
-}
+/// A client or a transaction running the shared SQL; statements are
+/// prepared once per pooled connection.
+struct PgSql<'a, C: GenericClient>(&'a C);
 
-impl Lease for AdvisoryLease {}
-
-impl Drop for AdvisoryLease {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else { return };
-        let key = self.key;
-        let unlocked = wait(async {
-            client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await.map(|r| r.get::<_, bool>(0))
-        });
-        if !matches!(unlocked, Ok(true)) {
-            // A connection that may still hold the lock never goes back to the pool.
-            let _ = Object::take(client);
+/// A parameter as the statement's type wants it: PostgreSQL's `integer`
+/// columns take 4 bytes, its `bigint` columns 8.
+impl ToSql for Value<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) if *ty == Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+            Value::Int(v) if *ty == Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
+            Value::Int(v) if *ty == Type::BOOL => (v != 0).to_sql(ty, out),
+            Value::Int(v) => v.to_sql(ty, out),
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.to_sql(ty, out),
         }
     }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
-impl Database for PostgresDatabase {
-    fn describe(&self) -> String {
-        self.shown.clone()
+fn cells(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    let mut cells = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let cell = match *ty {
+            Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::Int(v.into())),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::Int(v.into())),
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::Int),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(Cell::Bool),
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+                row.try_get::<_, Option<String>>(i)?.map(Cell::Text)
+            }
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Cell::Bytes),
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "column `{}` has a type the store never uses: {ty}",
+                    column.name()
+                )))
+            }
+        };
+        cells.push(cell.unwrap_or(Cell::Null));
+    }
+    Ok(Row(cells))
+}
+
+impl<C: GenericClient> Sql for PgSql<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
     }
 
-    fn records(&self) -> Result<Box<dyn RecordStore>, StoreError> {
-        Ok(Box::new(records::PgRecords::new(self.shared()?)))
-    }
-
-    fn checkpoints(&self) -> Result<Box<dyn CheckpointStore>, StoreError> {
-        Ok(Box::new(records::PgCheckpoints::new(self.shared()?)))
-    }
-
-    fn run_stores(&self) -> Result<RunStores, StoreError> {
-        let shared = self.shared()?;
-        Ok(RunStores {
-            records: Box::new(records::PgRecords::new(shared.clone())),
-            checkpoints: Box::new(records::PgCheckpoints::new(shared)),
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        wait(async {
+            let statement = self.0.prepare_cached(sql).await?;
+            Ok(self.0.execute(&statement, &params).await?)
         })
     }
 
-    fn connections(&self) -> Result<Box<dyn ConnectionStore>, StoreError> {
-        Ok(Box::new(connections::PgConnections::new(self.shared()?)))
-    }
-
-    fn runs(&self) -> Result<Box<dyn RunHistory>, StoreError> {
-        Ok(Box::new(connections::PgRuns::new(self.shared()?)))
-    }
-
-    fn webhooks(&self) -> Result<Box<dyn WebhookStore>, StoreError> {
-        Ok(Box::new(connections::PgWebhooks::new(self.shared()?)))
-    }
-
-    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
-        let client = self.connection()?;
-        let key = lock_key("run", connection);
-        let locked: bool = wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))?.get(0);
-        Ok(locked.then(|| Box::new(AdvisoryLease { client: Some(client), key }) as Box<dyn Lease>))
-    }
-
-    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn Lease>, StoreError> {
-        let client = self.connection()?;
-        let key = lock_key("refresh", connection);
-        wait(client.query_one("SELECT pg_advisory_lock($1)::text", &[&key]))?;
-        Ok(Box::new(AdvisoryLease { client: Some(client), key }))
+    fn query(&mut self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, StoreError> {
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = wait(async {
+            let statement = self.0.prepare_cached(sql).await?;
+            self.0.query(&statement, &params).await
+        })?;
+        rows.iter().map(cells).collect()
     }
 }
 
@@ -239,67 +267,38 @@ impl Database for PostgresDatabase {
 pub(crate) mod tests {
     use super::*;
 
-    /// The PostgreSQL server the tests use, from `SYNC_HOST_TEST_POSTGRES`
-    /// (e.g. `postgres://postgres@127.0.0.1:5432/test`); `None` skips them,
-    /// saying how to run them.
+    /// The PostgreSQL server the tests use, from `SYNC_HOST_TEST_POSTGRES`;
+    /// `None` skips them, saying how to run them.
     pub fn server() -> Option<String> {
-        match std::env::var("SYNC_HOST_TEST_POSTGRES") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => {
-                // Straight to the process's stderr, once: `eprintln!` is
-                // captured by the test harness and hidden for a passing test.
-                use std::io::Write;
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "skipped: the PostgreSQL store tests; set SYNC_HOST_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test to run them"
-                    );
-                });
-                None
-            }
-        }
+        pg_scratch::server("the PostgreSQL store tests")
     }
 
-    /// A new, empty database on the test server, dropped with the value.
+    /// A store on a new, empty database of the test server, dropped with the value.
     pub struct Fresh {
-        db: PostgresDatabase,
-        admin_url: String,
-        name: String,
+        store: Store,
+        pool: Pool,
+        _database: pg_scratch::ScratchDatabase,
     }
 
     impl std::ops::Deref for Fresh {
-        type Target = PostgresDatabase;
-        fn deref(&self) -> &PostgresDatabase {
-            &self.db
+        type Target = Store;
+        fn deref(&self) -> &Store {
+            &self.store
         }
     }
 
     impl Drop for Fresh {
         fn drop(&mut self) {
-            let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-            // Close the pool's connections first, or the drop waits for them.
-            self.db.pool.close();
-            let _ = wait(async move {
-                let (client, driver) = tokio_postgres::connect(&admin_url, NoTls).await?;
-                tokio::spawn(driver);
-                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
-            });
+            // Close the pool's connections before the database is dropped.
+            self.pool.close();
         }
     }
 
     pub fn fresh() -> Option<Fresh> {
-        let admin_url = server()?;
-        let name = format!("sync_host_test_{:016x}", rand::random::<u64>());
-        wait(async {
-            let (client, driver) = tokio_postgres::connect(&admin_url, NoTls).await.expect("the test server answers");
-            tokio::spawn(driver);
-            client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("can create a test database");
-        });
-        let mut config: tokio_postgres::Config = admin_url.parse().expect("a PostgreSQL URL");
-        config.dbname(&name);
-        let db = PostgresDatabase::open_config(config, name.clone()).expect("the test database opens");
-        Some(Fresh { db, admin_url, name })
+        let database = pg_scratch::ScratchDatabase::create(&server()?, "sync_host_test");
+        let config: tokio_postgres::Config = database.url.parse().expect("a PostgreSQL URL");
+        let (store, pool) = open_config(config, database.name.clone()).expect("the test database opens");
+        Some(Fresh { store, pool, _database: database })
     }
 
     crate::store_suite!(fresh());
@@ -309,7 +308,7 @@ pub(crate) mod tests {
         let Some(admin_url) = server() else { return };
         let mut config: tokio_postgres::Config = admin_url.parse().expect("a PostgreSQL URL");
         config.dbname("sync_host_test_no_such_database");
-        let error = PostgresDatabase::open_config(config, "the test server".into()).err().expect("refused");
+        let error = open_config(config, "the test server".into()).err().expect("refused");
         let text = error.to_string();
         assert!(text.contains(r#"database "sync_host_test_no_such_database" does not exist"#), "{text}");
     }

@@ -1,4 +1,4 @@
-//! Records and checkpoints in PostgreSQL. A write first locks its scope's row
+//! What a run writes of the records in PostgreSQL. A write first locks its scope's row
 //! (`SELECT … FOR UPDATE`) and hands out timestamps under that lock, so the
 //! transactions of one scope commit in timestamp order: a reader paging by
 //! cursor never misses a record committed later with a smaller timestamp.
@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use tokio_postgres::Transaction;
 
 use super::{wait, Shared};
-use crate::store::{
-    BatchOutcome, CheckpointStore, LastAction, ListPage, ListQuery, RecordStore, Scope, StoreError, StoredRecord,
-    ValidRecord,
+use crate::store::sql::records::{
+    ABANDON_LISTING, BEGIN_LISTING, CLOSE_LISTING, CREATE_SCOPE, SAVE_CLOCK, SCOPE, UNSEEN,
 };
+use crate::store::{BatchOutcome, RecordWrites, Scope, StoreError, ValidRecord};
 use crate::time::now_us;
 
 pub struct PgRecords {
@@ -40,28 +40,14 @@ impl ScopeRow {
 }
 
 async fn lock_scope(tx: &Transaction<'_>, scope: &Scope) -> Result<ScopeRow, StoreError> {
-    tx.execute(
-        "INSERT INTO scopes (connection, model) VALUES ($1, $2) ON CONFLICT (connection, model) DO NOTHING",
-        &[&scope.connection, &scope.model],
-    )
-    .await?;
-    let row = tx
-        .query_one(
-            "SELECT id, clock_us, open_listing FROM scopes WHERE connection = $1 AND model = $2 FOR UPDATE",
-            &[&scope.connection, &scope.model],
-        )
-        .await?;
+    tx.execute(CREATE_SCOPE, &[&scope.connection, &scope.model]).await?;
+    let row = tx.query_one(&format!("{SCOPE} FOR UPDATE"), &[&scope.connection, &scope.model]).await?;
     Ok(ScopeRow { id: row.get(0), last_us: row.get(1), open_listing: row.get(2) })
 }
 
 /// The scope's row if it exists and has `listing` open, locked.
 async fn lock_open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> Result<ScopeRow, StoreError> {
-    let row = tx
-        .query_opt(
-            "SELECT id, clock_us, open_listing FROM scopes WHERE connection = $1 AND model = $2 FOR UPDATE",
-            &[&scope.connection, &scope.model],
-        )
-        .await?;
+    let row = tx.query_opt(&format!("{SCOPE} FOR UPDATE"), &[&scope.connection, &scope.model]).await?;
     let row = row.map(|r| ScopeRow { id: r.get(0), last_us: r.get(1), open_listing: r.get(2) });
     match row {
         Some(row) if row.open_listing == Some(listing as i64) => Ok(row),
@@ -74,7 +60,7 @@ async fn lock_open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> R
 }
 
 async fn save_clock(tx: &Transaction<'_>, scope: &ScopeRow) -> Result<(), StoreError> {
-    tx.execute("UPDATE scopes SET clock_us = $1 WHERE id = $2", &[&scope.last_us, &scope.id]).await?;
+    tx.execute(SAVE_CLOCK, &[&scope.last_us, &scope.id]).await?;
     Ok(())
 }
 
@@ -101,7 +87,7 @@ async fn soft_delete(tx: &Transaction<'_>, scope: &mut ScopeRow, ids: &[String])
     Ok(live.len() as u32)
 }
 
-impl RecordStore for PgRecords {
+impl RecordWrites for PgRecords {
     fn save(&mut self, scope: &Scope, records: &[ValidRecord]) -> Result<BatchOutcome, StoreError> {
         let mut client = self.connection.lock();
         wait(async {
@@ -193,14 +179,7 @@ impl RecordStore for PgRecords {
         wait(async {
             let tx = client.transaction().await?;
             let row = lock_scope(&tx, scope).await?;
-            let listing: i64 = tx
-                .query_one(
-                    "UPDATE scopes SET last_listing = last_listing + 1, open_listing = last_listing + 1 WHERE id = $1
-                     RETURNING open_listing",
-                    &[&row.id],
-                )
-                .await?
-                .get(0);
+            let listing: i64 = tx.query_one(BEGIN_LISTING, &[&row.id]).await?.get(0);
             tx.commit().await?;
             Ok(listing as u64)
         })
@@ -208,11 +187,8 @@ impl RecordStore for PgRecords {
 
     fn current_listing(&mut self, scope: &Scope) -> Result<Option<u64>, StoreError> {
         let client = self.connection.lock();
-        let row = wait(client.query_opt(
-            "SELECT open_listing FROM scopes WHERE connection = $1 AND model = $2",
-            &[&scope.connection, &scope.model],
-        ))?;
-        Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(|l| l as u64))
+        let row = wait(client.query_opt(SCOPE, &[&scope.connection, &scope.model]))?;
+        Ok(row.and_then(|r| r.get::<_, Option<i64>>(2)).map(|l| l as u64))
     }
 
     fn keep(&mut self, scope: &Scope, listing: u64, ids: &[String]) -> Result<(), StoreError> {
@@ -235,17 +211,10 @@ impl RecordStore for PgRecords {
         wait(async {
             let tx = client.transaction().await?;
             let mut row = lock_open_scope(&tx, scope, listing).await?;
-            let unseen: Vec<String> = tx
-                .query(
-                    "SELECT id FROM records WHERE scope = $1 AND deleted_at IS NULL AND (listing IS NULL OR listing <> $2)",
-                    &[&row.id, &(listing as i64)],
-                )
-                .await?
-                .into_iter()
-                .map(|r| r.get(0))
-                .collect();
+            let unseen: Vec<String> =
+                tx.query(UNSEEN, &[&row.id, &(listing as i64)]).await?.into_iter().map(|r| r.get(0)).collect();
             let deleted = soft_delete(&tx, &mut row, &unseen).await?;
-            tx.execute("UPDATE scopes SET open_listing = NULL WHERE id = $1", &[&row.id]).await?;
+            tx.execute(CLOSE_LISTING, &[&row.id]).await?;
             save_clock(&tx, &row).await?;
             tx.commit().await?;
             Ok(BatchOutcome { deleted, ..Default::default() })
@@ -254,99 +223,7 @@ impl RecordStore for PgRecords {
 
     fn abandon_listing(&mut self, scope: &Scope, listing: u64) -> Result<(), StoreError> {
         let client = self.connection.lock();
-        wait(client.execute(
-            "UPDATE scopes SET open_listing = NULL WHERE connection = $1 AND model = $2 AND open_listing = $3",
-            &[&scope.connection, &scope.model, &(listing as i64)],
-        ))?;
-        Ok(())
-    }
-
-    fn list(&mut self, scope: &Scope, query: &ListQuery) -> Result<ListPage, StoreError> {
-        let client = self.connection.lock();
-        wait(async {
-            let Some(scope_row) = client
-                .query_opt(
-                    "SELECT id FROM scopes WHERE connection = $1 AND model = $2",
-                    &[&scope.connection, &scope.model],
-                )
-                .await?
-            else {
-                return Ok(ListPage { records: Vec::new(), has_more: false });
-            };
-            let scope_id: i64 = scope_row.get(0);
-            let (after_us, after_id) = match &query.after {
-                Some(p) => (p.last_modified_us, p.id.clone()),
-                None => (i64::MIN, String::new()),
-            };
-            let actions: Vec<&str> = query.actions.iter().map(|a| a.as_str()).collect();
-            let fetch = i64::from(query.limit) + 1;
-            let rows = client
-                .query(
-                    "SELECT id, json, first_seen_at, last_modified_at, last_action, deleted_at FROM records
-                     WHERE scope = $1 AND (last_modified_at, id) > ($2, $3) AND last_modified_at >= $4
-                       AND (cardinality($5::text[]) = 0 OR last_action = ANY($5))
-                     ORDER BY last_modified_at, id LIMIT $6",
-                    &[&scope_id, &after_us, &after_id, &query.modified_after_us.unwrap_or(i64::MIN), &actions, &fetch],
-                )
-                .await?;
-            let mut records = Vec::with_capacity(rows.len());
-            for row in rows {
-                let id: String = row.get(0);
-                let action: String = row.get(4);
-                let last_action = LastAction::parse(&action)
-                    .ok_or_else(|| StoreError::Corrupt(format!("record {id} has last_action {action}")))?;
-                records.push(StoredRecord {
-                    json: row.get(1),
-                    first_seen_us: row.get(2),
-                    last_modified_us: row.get(3),
-                    last_action,
-                    deleted_us: row.get(5),
-                    id,
-                });
-            }
-            let has_more = records.len() > query.limit as usize;
-            records.truncate(query.limit as usize);
-            Ok(ListPage { records, has_more })
-        })
-    }
-
-    fn connection_exists(&mut self, connection: &str) -> Result<bool, StoreError> {
-        let client = self.connection.lock();
-        Ok(wait(client.query_one(
-            "SELECT EXISTS (SELECT 1 FROM scopes WHERE connection = $1) OR EXISTS (SELECT 1 FROM checkpoints WHERE connection = $1)",
-            &[&connection],
-        ))?
-        .get(0))
-    }
-}
-
-pub struct PgCheckpoints {
-    connection: Shared,
-}
-
-impl PgCheckpoints {
-    pub(super) fn new(connection: Shared) -> Self {
-        PgCheckpoints { connection }
-    }
-}
-
-impl CheckpointStore for PgCheckpoints {
-    fn get(&mut self, connection: &str, sync: &str) -> Result<Option<String>, StoreError> {
-        let client = self.connection.lock();
-        let row = wait(
-            client
-                .query_opt("SELECT value FROM checkpoints WHERE connection = $1 AND sync = $2", &[&connection, &sync]),
-        )?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    fn save(&mut self, connection: &str, sync: &str, value: &str) -> Result<(), StoreError> {
-        let client = self.connection.lock();
-        wait(client.execute(
-            "INSERT INTO checkpoints (connection, sync, value, saved_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (connection, sync) DO UPDATE SET value = excluded.value, saved_at = excluded.saved_at",
-            &[&connection, &sync, &value, &now_us()],
-        ))?;
+        wait(client.execute(ABANDON_LISTING, &[&scope.connection, &scope.model, &(listing as i64)]))?;
         Ok(())
     }
 }

@@ -3,25 +3,22 @@
 //! host can read what the other wrote), and run locks as OS file locks.
 
 mod checkpoints;
-mod connections;
+mod locks;
 mod migrations;
 mod records;
-mod webhooks;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use crate::time::now_us;
 
-pub use checkpoints::SqliteCheckpoints;
-pub use connections::{SqliteConnections, SqliteRuns};
-pub use records::SqliteRecords;
-pub use webhooks::SqliteWebhooks;
-
-use super::{
-    CheckpointStore, ConnectionStore, Database, Lease, OpenMode, RecordStore, RunHistory, RunStores, StoreError,
-    WebhookStore,
-};
+use super::sql::connections::SqlConnections;
+use super::sql::history::SqlRunHistory;
+use super::sql::records::SqlRecordReads;
+use super::sql::webhooks::SqlDeliveries;
+use super::sql::{Backend, Cell, Dialect, Row, Sql, Value};
+use super::{OpenMode, RunWriter, RunWrites, Store, StoreError};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -116,127 +113,127 @@ impl Shared {
     }
 }
 
-/// A SQLite database file with its pool.
-pub struct SqliteDatabase {
-    path: PathBuf,
+/// Opens `path`, applying the schema's migrations, as a [`Store`].
+pub fn open(path: &Path, mode: OpenMode) -> Result<Store, StoreError> {
+    if mode == OpenMode::MustExist && !path.exists() {
+        return Err(StoreError::Backend(format!(
+            "{} does not exist; `sync-host connections add <id> --db {} …` creates it with a connection",
+            path.display(),
+            path.display()
+        )));
+    }
+    let created = !path.exists();
+    let manager = Manager { path: path.to_owned() };
+    let mut first = r2d2::ManageConnection::connect(&manager)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    migrations::apply(&mut first).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+    let holds_secrets: bool = first.query_row("SELECT EXISTS (SELECT 1 FROM credentials)", [], |r| r.get(0))?;
+    drop(first);
+    if created || holds_secrets {
+        protect(path)?;
+    }
+    let pool = r2d2::Pool::builder()
+        .max_size(8)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(30))
+        .build(manager)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    let backend = SqliteBackend { pool };
+    Ok(Store {
+        connections: Arc::new(SqlConnections(backend.clone())),
+        runs: Arc::new(SqlRunHistory(backend.clone())),
+        deliveries: Arc::new(SqlDeliveries(backend.clone())),
+        records: Arc::new(SqlRecordReads(backend.clone())),
+        locks: Arc::new(locks::FileLocks::beside(path)),
+        writer: Arc::new(backend),
+        location: path.display().to_string(),
+    })
+}
+
+/// A SQLite database file's pool, as the shared SQL runs on it.
+#[derive(Clone)]
+struct SqliteBackend {
     pool: r2d2::Pool<Manager>,
 }
 
-impl SqliteDatabase {
-    /// Opens `path`, applying the schema's migrations.
-    pub fn open(path: &Path, mode: OpenMode) -> Result<Self, StoreError> {
-        if mode == OpenMode::MustExist && !path.exists() {
-            return Err(StoreError::Backend(format!(
-                "{} does not exist; `sync-host connections add <id> --db {} …` creates it with a connection",
-                path.display(),
-                path.display()
-            )));
-        }
-        let created = !path.exists();
-        let manager = Manager { path: path.to_owned() };
-        let mut first = r2d2::ManageConnection::connect(&manager)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
-        migrations::apply(&mut first).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-        let holds_secrets: bool = first.query_row("SELECT EXISTS (SELECT 1 FROM credentials)", [], |r| r.get(0))?;
-        drop(first);
-        if created || holds_secrets {
-            protect(path)?;
-        }
-        let pool = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
-        Ok(SqliteDatabase { path: path.to_owned(), pool })
+impl Backend for SqliteBackend {
+    fn read<T>(&self, work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let connection = self.pool.get()?;
+        work(&mut SqliteSql(&connection))
     }
 
-    fn connection(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        Ok(self.pool.get()?)
-    }
-
-    /// The directory of run locks, beside the database file as SQLite keeps
-    /// its `-wal` and `-shm` files: one empty file per connection ever run.
-    fn lock_path(&self, connection: &str, kind: &str) -> PathBuf {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(connection.as_bytes());
-        let name = hex::encode(&digest[..12]);
-        let mut dir = self.path.clone().into_os_string();
-        dir.push("-locks");
-        PathBuf::from(dir).join(format!("{name}.{kind}.lock"))
+    fn write<T>(&self, work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut connection = self.pool.get()?;
+        // The write lock from the start: a concurrent writer waits (busy
+        // timeout) instead of failing on a read-then-write upgrade.
+        let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let result = work(&mut SqliteSql(&tx))?;
+        tx.commit()?;
+        Ok(result)
     }
 }
 
-impl Database for SqliteDatabase {
-    fn describe(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    fn records(&self) -> Result<Box<dyn RecordStore>, StoreError> {
-        Ok(Box::new(SqliteRecords::new(Shared::new(self.connection()?))))
-    }
-
-    fn checkpoints(&self) -> Result<Box<dyn CheckpointStore>, StoreError> {
-        Ok(Box::new(SqliteCheckpoints::new(Shared::new(self.connection()?))))
-    }
-
-    fn run_stores(&self) -> Result<RunStores, StoreError> {
-        let shared = Shared::new(self.connection()?);
-        Ok(RunStores {
-            records: Box::new(SqliteRecords::new(shared.clone())),
-            checkpoints: Box::new(SqliteCheckpoints::new(shared)),
+impl RunWriter for SqliteBackend {
+    fn run_writes(&self) -> Result<RunWrites, StoreError> {
+        let shared = Shared::new(self.pool.get()?);
+        Ok(RunWrites {
+            records: Box::new(records::SqliteRecords::new(shared.clone())),
+            checkpoints: Box::new(checkpoints::SqliteCheckpoints::new(shared)),
         })
     }
+}
 
-    fn connections(&self) -> Result<Box<dyn ConnectionStore>, StoreError> {
-        Ok(Box::new(SqliteConnections::new(Shared::new(self.connection()?))))
-    }
+/// A connection (or a transaction, which derefs to one) running the shared SQL.
+struct SqliteSql<'a>(&'a rusqlite::Connection);
 
-    fn runs(&self) -> Result<Box<dyn RunHistory>, StoreError> {
-        Ok(Box::new(SqliteRuns::new(Shared::new(self.connection()?))))
-    }
+fn bind<'a>(value: &'a Value<'a>) -> rusqlite::types::ToSqlOutput<'a> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    ToSqlOutput::Borrowed(match *value {
+        Value::Null => ValueRef::Null,
+        Value::Int(v) => ValueRef::Integer(v),
+        Value::Bool(v) => ValueRef::Integer(i64::from(v)),
+        Value::Text(v) => ValueRef::Text(v.as_bytes()),
+        Value::Bytes(v) => ValueRef::Blob(v),
+    })
+}
 
-    fn webhooks(&self) -> Result<Box<dyn WebhookStore>, StoreError> {
-        Ok(Box::new(SqliteWebhooks::new(Shared::new(self.connection()?))))
-    }
-
-    fn try_lock_run(&self, connection: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
-        let file = self.lock_file(&self.lock_path(connection, "run"))?;
-        // An OS lock (flock) belongs to the open file: it is released when the
-        // holder drops it or dies, however it dies.
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(FileLease { _file: file }))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Backend(format!("cannot take a run lock: {e}"))),
+fn cell(value: rusqlite::types::ValueRef<'_>) -> Result<Cell, StoreError> {
+    use rusqlite::types::ValueRef;
+    Ok(match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(v) => Cell::Int(v),
+        ValueRef::Real(v) => return Err(StoreError::Corrupt(format!("a real number ({v}) where none is kept"))),
+        ValueRef::Text(v) => {
+            Cell::Text(String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt("text that is not UTF-8".into()))?)
         }
-    }
-
-    fn lock_refresh(&self, connection: &str) -> Result<Box<dyn Lease>, StoreError> {
-        let file = self.lock_file(&self.lock_path(connection, "refresh"))?;
-        file.lock().map_err(|e| StoreError::Backend(format!("cannot take a refresh lock: {e}")))?;
-        Ok(Box::new(FileLease { _file: file }))
-    }
+        ValueRef::Blob(v) => Cell::Bytes(v.to_vec()),
+    })
 }
 
-impl SqliteDatabase {
-    fn lock_file(&self, path: &Path) -> Result<std::fs::File, StoreError> {
-        let dir = path.parent().expect("a lock file has a directory");
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create the lock directory {}: {e}", dir.display())))?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| StoreError::Backend(format!("cannot open the lock file {}: {e}", path.display())))
+impl Sql for SqliteSql<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
+        let mut statement = self.0.prepare_cached(sql)?;
+        let bound: Vec<_> = params.iter().map(bind).collect();
+        Ok(statement.execute(rusqlite::params_from_iter(bound.iter()))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, StoreError> {
+        let mut statement = self.0.prepare_cached(sql)?;
+        let columns = statement.column_count();
+        let bound: Vec<_> = params.iter().map(bind).collect();
+        let mut rows = statement.query(rusqlite::params_from_iter(bound.iter()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let cells = (0..columns).map(|i| cell(row.get_ref(i)?)).collect::<Result<_, StoreError>>()?;
+            out.push(Row(cells));
+        }
+        Ok(out)
     }
 }
-
-struct FileLease {
-    _file: std::fs::File,
-}
-
-impl Lease for FileLease {}
 
 #[cfg(test)]
 mod tests {
@@ -244,21 +241,21 @@ mod tests {
 
     /// A fresh database file in a directory removed when the test ends.
     struct Fresh {
-        db: SqliteDatabase,
+        store: Store,
         _dir: tempfile::TempDir,
     }
 
     impl std::ops::Deref for Fresh {
-        type Target = SqliteDatabase;
-        fn deref(&self) -> &SqliteDatabase {
-            &self.db
+        type Target = Store;
+        fn deref(&self) -> &Store {
+            &self.store
         }
     }
 
     fn fresh() -> Fresh {
         let dir = tempfile::tempdir().unwrap();
-        let db = SqliteDatabase::open(&dir.path().join("store.sqlite"), OpenMode::Create).unwrap();
-        Fresh { db, _dir: dir }
+        let store = open(&dir.path().join("store.sqlite"), OpenMode::Create).unwrap();
+        Fresh { store, _dir: dir }
     }
 
     crate::store_suite!(Some(fresh()));
@@ -266,7 +263,7 @@ mod tests {
     #[test]
     fn a_missing_file_is_refused_when_it_must_exist() {
         let dir = tempfile::tempdir().unwrap();
-        let error = SqliteDatabase::open(&dir.path().join("typo.sqlite"), OpenMode::MustExist).err().unwrap();
+        let error = open(&dir.path().join("typo.sqlite"), OpenMode::MustExist).err().unwrap();
         let error = error.to_string();
         assert!(error.contains("typo.sqlite does not exist"), "{error}");
         assert!(error.contains("`sync-host connections add <id> --db "), "points to what creates one: {error}");

@@ -8,9 +8,16 @@
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{now_us, Shared};
-use crate::store::{
-    BatchOutcome, LastAction, ListPage, ListQuery, RecordStore, Scope, StoreError, StoredRecord, ValidRecord,
+use crate::store::sql::records::{
+    ABANDON_LISTING, BEGIN_LISTING, CLOSE_LISTING, CREATE_SCOPE, SAVE_CLOCK, SCOPE, UNSEEN,
 };
+use crate::store::sql::Dialect;
+use crate::store::{BatchOutcome, RecordWrites, Scope, StoreError, ValidRecord};
+
+/// A shared statement in SQLite's placeholders.
+fn sqlite(sql: &str) -> String {
+    Dialect::Sqlite.statement(sql).into_owned()
+}
 
 /// The records store over one pooled connection (shared with the run's
 /// checkpoints, see [`Shared`]).
@@ -44,20 +51,16 @@ struct ScopeRow {
 }
 
 fn scope_row(tx: &Transaction<'_>, scope: &Scope) -> Result<ScopeRow, StoreError> {
-    tx.execute(
-        "INSERT INTO scopes (connection, model) VALUES (?1, ?2) ON CONFLICT (connection, model) DO NOTHING",
-        params![scope.connection, scope.model],
-    )?;
-    let (id, clock_us, open_listing) = tx.query_row(
-        "SELECT id, clock_us, open_listing FROM scopes WHERE connection = ?1 AND model = ?2",
-        params![scope.connection, scope.model],
-        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?)),
-    )?;
+    tx.prepare_cached(&sqlite(CREATE_SCOPE))?.execute(params![scope.connection, scope.model])?;
+    let (id, clock_us, open_listing) =
+        tx.prepare_cached(&sqlite(SCOPE))?.query_row(params![scope.connection, scope.model], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?))
+        })?;
     Ok(ScopeRow { id, clock: Clock { last_us: clock_us }, open_listing })
 }
 
 fn save_clock(tx: &Transaction<'_>, scope: &ScopeRow) -> Result<(), StoreError> {
-    tx.execute("UPDATE scopes SET clock_us = ?1 WHERE id = ?2", params![scope.clock.last_us, scope.id])?;
+    tx.prepare_cached(&sqlite(SAVE_CLOCK))?.execute(params![scope.clock.last_us, scope.id])?;
     Ok(())
 }
 
@@ -79,11 +82,10 @@ fn soft_delete(tx: &Transaction<'_>, scope: &mut ScopeRow, ids: &[String]) -> Re
 /// no listing, and is not created by asking).
 fn open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> Result<ScopeRow, StoreError> {
     let row = tx
-        .query_row(
-            "SELECT id, clock_us, open_listing FROM scopes WHERE connection = ?1 AND model = ?2",
-            params![scope.connection, scope.model],
-            |row| Ok(ScopeRow { id: row.get(0)?, clock: Clock { last_us: row.get(1)? }, open_listing: row.get(2)? }),
-        )
+        .prepare_cached(&sqlite(SCOPE))?
+        .query_row(params![scope.connection, scope.model], |row| {
+            Ok(ScopeRow { id: row.get(0)?, clock: Clock { last_us: row.get(1)? }, open_listing: row.get(2)? })
+        })
         .optional()?;
     match row {
         Some(row) if row.open_listing == Some(listing as i64) => Ok(row),
@@ -95,7 +97,7 @@ fn open_scope(tx: &Transaction<'_>, scope: &Scope, listing: u64) -> Result<Scope
     }
 }
 
-impl RecordStore for SqliteRecords {
+impl RecordWrites for SqliteRecords {
     fn save(&mut self, scope: &Scope, records: &[ValidRecord]) -> Result<BatchOutcome, StoreError> {
         let mut connection = self.connection.lock();
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -171,12 +173,7 @@ impl RecordStore for SqliteRecords {
         let mut connection = self.connection.lock();
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = scope_row(&tx, scope)?;
-        let listing: i64 = tx.query_row(
-            "UPDATE scopes SET last_listing = last_listing + 1, open_listing = last_listing + 1 WHERE id = ?1
-             RETURNING open_listing",
-            params![row.id],
-            |r| r.get(0),
-        )?;
+        let listing: i64 = tx.query_row(&sqlite(BEGIN_LISTING), params![row.id], |r| r.get(0))?;
         tx.commit()?;
         Ok(listing as u64)
     }
@@ -185,11 +182,7 @@ impl RecordStore for SqliteRecords {
         let open: Option<Option<i64>> = self
             .connection
             .lock()
-            .query_row(
-                "SELECT open_listing FROM scopes WHERE connection = ?1 AND model = ?2",
-                params![scope.connection, scope.model],
-                |r| r.get(0),
-            )
+            .query_row(&sqlite(SCOPE), params![scope.connection, scope.model], |r| r.get(2))
             .optional()?;
         Ok(open.flatten().map(|l| l as u64))
     }
@@ -215,86 +208,21 @@ impl RecordStore for SqliteRecords {
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut row = open_scope(&tx, scope, listing)?;
         let unseen: Vec<String> = {
-            let mut statement = tx.prepare(
-                "SELECT id FROM records WHERE scope = ?1 AND deleted_at IS NULL AND (listing IS NULL OR listing <> ?2)
-                 ORDER BY id",
-            )?;
+            let mut statement = tx.prepare(&sqlite(UNSEEN))?;
             let ids = statement.query_map(params![row.id, listing as i64], |r| r.get(0))?;
             ids.collect::<Result<_, _>>()?
         };
         let deleted = soft_delete(&tx, &mut row, &unseen)?;
-        tx.execute("UPDATE scopes SET open_listing = NULL WHERE id = ?1", params![row.id])?;
+        tx.execute(&sqlite(CLOSE_LISTING), params![row.id])?;
         save_clock(&tx, &row)?;
         tx.commit()?;
         Ok(BatchOutcome { deleted, ..Default::default() })
     }
 
     fn abandon_listing(&mut self, scope: &Scope, listing: u64) -> Result<(), StoreError> {
-        self.connection.lock().execute(
-            "UPDATE scopes SET open_listing = NULL WHERE connection = ?1 AND model = ?2 AND open_listing = ?3",
-            params![scope.connection, scope.model, listing as i64],
-        )?;
+        self.connection
+            .lock()
+            .execute(&sqlite(ABANDON_LISTING), params![scope.connection, scope.model, listing as i64])?;
         Ok(())
-    }
-
-    fn list(&mut self, scope: &Scope, query: &ListQuery) -> Result<ListPage, StoreError> {
-        let connection = self.connection.lock();
-        let scope_id: Option<i64> = connection
-            .query_row(
-                "SELECT id FROM scopes WHERE connection = ?1 AND model = ?2",
-                params![scope.connection, scope.model],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let Some(scope_id) = scope_id else {
-            return Ok(ListPage { records: Vec::new(), has_more: false });
-        };
-        let (after_us, after_id) = match &query.after {
-            Some(p) => (p.last_modified_us, p.id.clone()),
-            None => (i64::MIN, String::new()),
-        };
-        let mut sql = String::from(
-            "SELECT id, json, first_seen_at, last_modified_at, last_action, deleted_at FROM records
-             WHERE scope = ?1 AND (last_modified_at, id) > (?2, ?3) AND last_modified_at >= ?4",
-        );
-        if !query.actions.is_empty() {
-            let list: Vec<String> = query.actions.iter().map(|a| format!("'{}'", a.as_str())).collect();
-            sql.push_str(&format!(" AND last_action IN ({})", list.join(", ")));
-        }
-        sql.push_str(" ORDER BY last_modified_at, id LIMIT ?5");
-        let mut statement = connection.prepare_cached(&sql)?;
-        let fetch = i64::from(query.limit) + 1;
-        let rows = statement.query_map(
-            params![scope_id, after_us, after_id, query.modified_after_us.unwrap_or(i64::MIN), fetch],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, Option<i64>>(5)?,
-                ))
-            },
-        )?;
-        let mut records = Vec::with_capacity(query.limit as usize);
-        for row in rows {
-            let (id, json, first_seen_us, last_modified_us, action, deleted_us) = row?;
-            let last_action = LastAction::parse(&action)
-                .ok_or_else(|| StoreError::Corrupt(format!("record {id} has last_action {action}")))?;
-            records.push(StoredRecord { id, json, first_seen_us, last_modified_us, last_action, deleted_us });
-        }
-        let has_more = records.len() > query.limit as usize;
-        records.truncate(query.limit as usize);
-        Ok(ListPage { records, has_more })
-    }
-
-    fn connection_exists(&mut self, connection: &str) -> Result<bool, StoreError> {
-        Ok(self.connection.lock().query_row(
-            "SELECT EXISTS (SELECT 1 FROM scopes WHERE connection = ?1)
-                 OR EXISTS (SELECT 1 FROM checkpoints WHERE connection = ?1)",
-            params![connection],
-            |row| row.get(0),
-        )?)
     }
 }
