@@ -46,7 +46,9 @@ fn add_oauth_connection(harness: &Harness, id: &str, refresh_token: &str, every:
 /// The stored credentials of a connection, as the host keeps them.
 fn stored_refresh_token(harness: &Harness, id: &str) -> String {
     match harness.database().connections.credentials(id).unwrap() {
-        Some(sync_host::store::StoredCredentials::OAuth { refresh_token, .. }) => refresh_token,
+        Some(sync_host::store::StoredCredentials::OAuth { refresh_token, .. }) => {
+            secrecy::ExposeSecret::expose_secret(&refresh_token).to_owned()
+        }
         other => panic!("no OAuth credentials: {other:?}"),
     }
 }

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -57,7 +58,13 @@ pub(super) async fn notification(
             signers.push(None);
         }
         let own_tokens = db.connections.verifier_tokens().map_err(internal)?;
-        signers.extend(own_tokens.into_iter().filter(|token| provider.verify(token, &body, &signature)).map(Some));
+        signers.extend(
+            own_tokens
+                .iter()
+                .map(|token| token.expose_secret())
+                .filter(|token| provider.verify(token, &body, &signature))
+                .map(|token| Some(token.to_owned())),
+        );
         if signers.is_empty() {
             crate::metrics::notification("rejected");
             tracing::warn!(target: "webhooks", provider = provider.name(), "a notification with a bad signature was refused");

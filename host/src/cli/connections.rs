@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use super::{load_component, parse_key_value};
 use crate::providers::{self, quickbooks};
+use secrecy::SecretString;
+
 use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, StoredCredentials};
 use crate::time::every::{format_every, parse_every};
 
@@ -35,14 +37,8 @@ pub enum ConnectionsCommand {
 
 /// A secret given on the command line, in the environment, or as
 /// `@path/to/file` (its content, trimmed). Never printed.
-#[derive(Clone)]
-pub struct Secret(pub(super) String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+#[derive(Debug, Clone)]
+pub struct Secret(pub(super) SecretString);
 
 pub(super) fn parse_secret(text: &str) -> Result<Secret, String> {
     let value = match text.strip_prefix('@') {
@@ -55,7 +51,7 @@ pub(super) fn parse_secret(text: &str) -> Result<Secret, String> {
     if value.is_empty() {
         return Err("the secret is empty".into());
     }
-    Ok(Secret(value))
+    Ok(Secret(value.into()))
 }
 
 #[derive(Args)]

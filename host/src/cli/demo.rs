@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 use clap::Args;
 use fake_qbo::{FakeQbo, GenerateOptions, NotificationFormat, Operation};
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -79,7 +80,7 @@ impl FakeArgs {
     /// The first refresh token asked for, if any.
     #[cfg(test)]
     pub(super) fn refresh_token_given(&self) -> Option<&str> {
-        self.refresh_token.as_ref().map(|t| t.0.as_str())
+        self.refresh_token.as_ref().map(|t| t.0.expose_secret())
     }
 }
 
@@ -113,8 +114,8 @@ pub fn fake_qbo(args: FakeArgs) -> anyhow::Result<()> {
         if let (Some(client_id), Some(client_secret)) = (&args.client_id, &args.client_secret) {
             let refresh_token = match &args.refresh_token {
                 Some(given) => {
-                    fake.enable_oauth_with_refresh_token(client_id, client_secret, &given.0);
-                    given.0.clone()
+                    fake.enable_oauth_with_refresh_token(client_id, client_secret, given.0.expose_secret());
+                    given.0.expose_secret().to_owned()
                 }
                 None => fake.enable_oauth(client_id, client_secret),
             };
@@ -214,7 +215,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         token_url: format!("{}/oauth2/v1/tokens/bearer", server.base_url()),
         client_id: DEMO_CLIENT_ID.into(),
         client_secret: DEMO_CLIENT_SECRET.into(),
-        refresh_token,
+        refresh_token: refresh_token.into(),
         access_token: None,
         access_expires_us: None,
         access_issued_us: None,

@@ -13,6 +13,7 @@ mod wait;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -499,7 +500,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let control = Control {
         waker: scheduler.as_ref().map(|s| s.waker()),
         component_interval: runtime.metadata().interval(),
-        verifier_token: webhooks.qbo_verifier_token.map(|s| s.0),
+        verifier_token: webhooks.qbo_verifier_token.map(|s| s.0.expose_secret().to_owned()),
     };
     let state = ApiState::new(db.clone(), args.api_key, runtime.metadata().endpoints.clone()).with_control(control);
     let tokio = tokio::runtime::Runtime::new()?;

@@ -89,6 +89,7 @@ pub struct Waits {
 }
 
 /// Sends requests to one provider with one connection's credentials.
+#[derive(Debug)]
 pub struct ProviderClient {
     base_url: String,
     credentials: Arc<dyn Credentials>,
@@ -97,12 +98,6 @@ pub struct ProviderClient {
     pacer: Arc<Pacer>,
     /// How long to wait after a 429 without `Retry-After` (the component's advice).
     throttle_wait: Duration,
-}
-
-impl std::fmt::Debug for ProviderClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderClient").field("base_url", &self.base_url).finish_non_exhaustive()
-    }
 }
 
 /// An HTTP client for the host's own requests (to a provider, to a webhook

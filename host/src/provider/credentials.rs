@@ -2,6 +2,8 @@
 //! `Authorization` header and nowhere else: never into logs, errors or the
 //! component.
 
+use secrecy::{ExposeSecret, SecretString};
+
 /// Why no token could be had. Messages never contain a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
@@ -17,8 +19,9 @@ pub enum CredentialError {
     Unavailable(String),
 }
 
-/// A connection's credentials.
-pub trait Credentials: Send + Sync {
+/// A connection's credentials. (`Debug` never shows a secret: they are kept
+/// as `SecretString`.)
+pub trait Credentials: Send + Sync + std::fmt::Debug {
     /// The access token to send, obtained or refreshed if needed.
     fn access_token(&self) -> Result<String, CredentialError>;
     /// The provider answered 401 to `token`: obtain a new one if possible.
@@ -27,25 +30,20 @@ pub trait Credentials: Send + Sync {
 }
 
 /// A fixed access token (quick tries, tests): it cannot be refreshed.
+#[derive(Debug)]
 pub struct StaticToken {
-    token: Option<String>,
+    token: Option<SecretString>,
 }
 
 impl StaticToken {
     pub fn new(token: Option<String>) -> Self {
-        StaticToken { token: token.filter(|t| !t.is_empty()) }
-    }
-}
-
-impl std::fmt::Debug for StaticToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticToken").field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+        StaticToken { token: token.filter(|t| !t.is_empty()).map(SecretString::from) }
     }
 }
 
 impl Credentials for StaticToken {
     fn access_token(&self) -> Result<String, CredentialError> {
-        self.token.clone().ok_or_else(|| {
+        self.token.as_ref().map(|t| t.expose_secret().to_owned()).ok_or_else(|| {
             CredentialError::Missing("the connection has no access token (pass --token or set QBO_ACCESS_TOKEN)".into())
         })
     }

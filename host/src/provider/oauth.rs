@@ -11,6 +11,7 @@
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{ClientId, ClientSecret, RefreshToken, RequestTokenError, TokenResponse, TokenUrl};
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,9 +25,9 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// A live access token.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Access {
-    token: String,
+    token: SecretString,
     issued_us: i64,
     expires_us: i64,
 }
@@ -39,19 +40,14 @@ impl Access {
 }
 
 /// The credentials of one stored OAuth connection.
+#[derive(Debug)]
 pub struct OAuthCredentials {
     connection: String,
     db: Store,
     agent: ureq::Agent,
     cached: Mutex<Option<Access>>,
     /// A token the provider refused with 401: never used again.
-    refused: Mutex<Option<String>>,
-}
-
-impl std::fmt::Debug for OAuthCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthCredentials").field("connection", &self.connection).finish_non_exhaustive()
-    }
+    refused: Mutex<Option<SecretString>>,
 }
 
 fn now_us() -> i64 {
@@ -77,7 +73,8 @@ impl OAuthCredentials {
 
     fn usable(&self, access: &Access) -> bool {
         let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        refused.as_deref() != Some(access.token.as_str()) && access.refresh_at_us() > now_us()
+        refused.as_ref().map(|t| t.expose_secret()) != Some(access.token.expose_secret())
+            && access.refresh_at_us() > now_us()
     }
 
     fn store_error(error: crate::store::StoreError) -> CredentialError {
@@ -108,7 +105,7 @@ impl OAuthCredentials {
             }
         }
         let client = BasicClient::new(ClientId::new(client_id))
-            .set_client_secret(ClientSecret::new(client_secret))
+            .set_client_secret(ClientSecret::new(client_secret.expose_secret().to_owned()))
             .set_token_uri(
                 TokenUrl::new(token_url.clone())
                     .map_err(|e| CredentialError::Missing(format!("the token URL `{token_url}` is not a URL: {e}")))?,
@@ -123,15 +120,16 @@ impl OAuthCredentials {
             *answer.headers_mut() = headers;
             Ok(answer)
         };
-        let result = client.exchange_refresh_token(&RefreshToken::new(refresh_token)).request(&http);
+        let result =
+            client.exchange_refresh_token(&RefreshToken::new(refresh_token.expose_secret().to_owned())).request(&http);
         match result {
             Ok(response) => {
                 let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
                 let issued_us = now_us();
                 let tokens = Tokens {
-                    access_token: response.access_token().secret().clone(),
+                    access_token: response.access_token().secret().as_str().into(),
                     access_expires_us: issued_us + lifetime.as_micros() as i64,
-                    refresh_token: response.refresh_token().map(|r| r.secret().clone()),
+                    refresh_token: response.refresh_token().map(|r| r.secret().as_str().into()),
                 };
                 // Stored before it is used: a crash from here on keeps the rotated token.
                 self.db
@@ -206,15 +204,15 @@ impl Credentials for OAuthCredentials {
     fn access_token(&self) -> Result<String, CredentialError> {
         let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(access) = cached.filter(|a| self.usable(a)) {
-            return Ok(access.token);
+            return Ok(access.token.expose_secret().to_owned());
         }
         let access = self.refresh()?;
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(access.clone());
-        Ok(access.token)
+        Ok(access.token.expose_secret().to_owned())
     }
 
     fn rejected(&self, token: &str) -> Result<bool, CredentialError> {
-        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_owned());
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.into());
         Ok(true)
     }
 }

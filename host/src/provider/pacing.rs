@@ -44,6 +44,7 @@ fn rate_limit(quota: Quota) -> Option<governor::Quota> {
 }
 
 /// The pacing of one connection.
+#[derive(Debug)]
 pub struct Pacer {
     quota: Quota,
     rate: Option<DefaultDirectRateLimiter>,

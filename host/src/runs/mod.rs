@@ -4,6 +4,7 @@
 //! component, report. For a stored connection, also its run history and its
 //! status and next run (docs/connections.md).
 
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ pub struct RunLimits {
 }
 
 /// A connection to run a component for.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ConnectionSpec {
     pub connection: String,
     pub base_url: String,
@@ -58,17 +59,6 @@ impl ConnectionSpec {
             limits: RunLimits::default(),
             quota: None,
         }
-    }
-}
-
-impl std::fmt::Debug for ConnectionSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Credentials are deliberately not shown.
-        f.debug_struct("ConnectionSpec")
-            .field("connection", &self.connection)
-            .field("base_url", &self.base_url)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
     }
 }
 
@@ -136,7 +126,9 @@ impl Runner {
         let stored = self.db.connections.credentials(&connection.id).map_err(store_failure)?;
         let credentials: Arc<dyn Credentials> = match stored {
             Some(StoredCredentials::OAuth { .. }) => Arc::new(OAuthCredentials::new(&connection.id, self.db.clone())),
-            Some(StoredCredentials::AccessToken(token)) => Arc::new(StaticToken::new(Some(token))),
+            Some(StoredCredentials::AccessToken(token)) => {
+                Arc::new(StaticToken::new(Some(token.expose_secret().to_owned())))
+            }
             None => Arc::new(StaticToken::new(None)),
         };
         Ok(ConnectionSpec {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::store::{Delivery, Store};
 use crate::time::now_us;
+use secrecy::{ExposeSecret, SecretString};
 
 /// The header carrying the signature: `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Sync-Signature";
@@ -53,7 +54,7 @@ impl Default for DeliveryPolicy {
 pub struct Deliverer {
     db: Store,
     /// The secret of connections without their own.
-    default_secret: Option<String>,
+    default_secret: Option<SecretString>,
     policy: DeliveryPolicy,
     agent: ureq::Agent,
 }
@@ -68,9 +69,14 @@ enum Attempt {
 }
 
 impl Deliverer {
-    pub fn new(db: Store, default_secret: Option<String>, policy: DeliveryPolicy) -> Arc<Self> {
+    pub fn new(db: Store, default_secret: Option<SecretString>, policy: DeliveryPolicy) -> Arc<Self> {
         let agent = crate::provider::client::http_agent(policy.timeout);
-        Arc::new(Deliverer { db, default_secret: default_secret.filter(|s| !s.is_empty()), policy, agent })
+        Arc::new(Deliverer {
+            db,
+            default_secret: default_secret.filter(|s| !s.expose_secret().is_empty()),
+            policy,
+            agent,
+        })
     }
 
     /// Delivers until `shutdown` turns true.
@@ -107,7 +113,7 @@ impl Deliverer {
         self.policy.timeout * (CLAIM_BATCH + 2)
     }
 
-    fn secret_for(&self, connection: &str) -> Option<String> {
+    fn secret_for(&self, connection: &str) -> Option<SecretString> {
         let own = self.db.connections.secrets(connection).ok().flatten().and_then(|s| s.webhook_secret);
         own.or_else(|| self.default_secret.clone())
     }
@@ -118,7 +124,7 @@ impl Deliverer {
             None => Attempt::Retry(
                 "no secret to sign it with: give `serve --webhook-secret` or the connection's own".into(),
             ),
-            Some(secret) => self.attempt(delivery, &secret),
+            Some(secret) => self.attempt(delivery, secret.expose_secret()),
         };
         let store = &self.db.deliveries;
         match outcome {

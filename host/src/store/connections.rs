@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use super::StoreError;
 
 /// What a connection is doing, as the control API shows it.
@@ -80,63 +82,42 @@ impl Connection {
     }
 }
 
-/// A connection's secrets besides its provider credentials. `Debug` hides them.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A connection's secrets besides its provider credentials (`Debug` shows
+/// them as redacted).
+#[derive(Debug, Clone, Default)]
 pub struct ConnectionSecrets {
     /// Signs the webhooks sent to `webhook_url`.
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<SecretString>,
     /// Verifies the provider's change notifications about this connection.
-    pub verifier_token: Option<String>,
+    pub verifier_token: Option<SecretString>,
 }
 
-impl std::fmt::Debug for ConnectionSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionSecrets")
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
-            .field("verifier_token", &self.verifier_token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-/// A connection's credentials as stored. `Debug` never shows a secret.
-#[derive(Clone, PartialEq, Eq)]
+/// A connection's credentials as stored (`Debug` shows the secrets as redacted).
+#[derive(Debug, Clone)]
 pub enum StoredCredentials {
     /// OAuth 2.0 with a refresh token; the access token is obtained by the host.
     OAuth {
         token_url: String,
         client_id: String,
-        client_secret: String,
-        refresh_token: String,
-        access_token: Option<String>,
+        client_secret: SecretString,
+        refresh_token: SecretString,
+        access_token: Option<SecretString>,
         access_expires_us: Option<i64>,
         /// When the access token was stored (µs since the epoch).
         access_issued_us: Option<i64>,
     },
     /// A fixed access token (quick tries): it cannot be refreshed.
-    AccessToken(String),
-}
-
-impl std::fmt::Debug for StoredCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoredCredentials::OAuth { token_url, client_id, access_expires_us, .. } => f
-                .debug_struct("OAuth")
-                .field("token_url", token_url)
-                .field("client_id", client_id)
-                .field("access_expires_us", access_expires_us)
-                .finish_non_exhaustive(),
-            StoredCredentials::AccessToken(_) => f.write_str("AccessToken(<redacted>)"),
-        }
-    }
+    AccessToken(SecretString),
 }
 
 /// What a refresh obtained. Stored in one transaction, the rotated refresh
 /// token included, before the access token is used.
+#[derive(Debug)]
 pub struct Tokens {
-    pub access_token: String,
+    pub access_token: SecretString,
     pub access_expires_us: i64,
     /// A new refresh token, when the provider rotated it.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<SecretString>,
 }
 
 /// A change to a connection; `None` fields stay as they are.
@@ -177,7 +158,7 @@ pub trait Connections: Send + Sync {
     fn credentials(&self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
     fn secrets(&self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
     /// The verifier tokens of every connection that has one.
-    fn verifier_tokens(&self) -> Result<Vec<String>, StoreError>;
+    fn verifier_tokens(&self) -> Result<Vec<SecretString>, StoreError>;
     /// Marks the connections of `route`'s provider whose configuration names
     /// its account, and that belong to the app which signed the notification,
     /// as notified at `now_us`; returns their ids. With `verifier`

@@ -78,6 +78,12 @@ pub struct Store {
     location: String,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// Where it is, for messages (never holds a password).
     pub fn describe(&self) -> &str {

@@ -10,6 +10,7 @@ use super::{
     Removal, RunEnd, RunRecord, Scope, Store, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
 };
 use crate::capabilities::records::validate_batch;
+use secrecy::ExposeSecret;
 
 fn scope(connection: &str) -> Scope {
     Scope { connection: connection.into(), model: "Customer".into() }
@@ -307,8 +308,15 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &Store) {
     );
     assert_eq!(a.webhook_url.as_deref(), Some("https://app.example/hooks"));
     assert_eq!(connections.list().unwrap().len(), 2);
-    assert_eq!(connections.secrets("a").unwrap(), Some(secrets));
-    assert_eq!(connections.verifier_tokens().unwrap(), vec!["verifier".to_string()]);
+    let stored = connections.secrets("a").unwrap().expect("its secrets");
+    let text = |secret: &Option<secrecy::SecretString>| secret.as_ref().map(|s| s.expose_secret().to_owned());
+    assert_eq!(
+        (text(&stored.webhook_secret), text(&stored.verifier_token)),
+        (text(&secrets.webhook_secret), text(&secrets.verifier_token))
+    );
+    let tokens: Vec<String> =
+        connections.verifier_tokens().unwrap().iter().map(|t| t.expose_secret().to_owned()).collect();
+    assert_eq!(tokens, vec!["verifier".to_string()]);
 
     // A refresh stores the rotated token with the access token.
     connections
@@ -320,7 +328,7 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &Store) {
     match connections.credentials("a").unwrap() {
         Some(StoredCredentials::OAuth { refresh_token, access_token, access_expires_us, .. }) => {
             assert_eq!(
-                (refresh_token.as_str(), access_token.as_deref(), access_expires_us),
+                (refresh_token.expose_secret(), access_token.as_ref().map(|t| t.expose_secret()), access_expires_us),
                 ("refresh-2", Some("access"), Some(99))
             )
         }

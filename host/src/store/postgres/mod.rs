@@ -308,7 +308,7 @@ pub(crate) mod tests {
         let Some(admin_url) = server() else { return };
         let mut config: tokio_postgres::Config = admin_url.parse().expect("a PostgreSQL URL");
         config.dbname("sync_host_test_no_such_database");
-        let error = open_config(config, "the test server".into()).err().expect("refused");
+        let error = open_config(config, "the test server".into()).expect_err("refused");
         let text = error.to_string();
         assert!(text.contains(r#"database "sync_host_test_no_such_database" does not exist"#), "{text}");
     }

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use super::{values, Backend, Dialect, Row, Sql};
 use crate::store::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, Connections, NotificationRoute, Removal,
@@ -53,13 +55,13 @@ fn credentials_from(row: &Row) -> Result<Option<StoredCredentials>, StoreError> 
         "oauth" => Some(StoredCredentials::OAuth {
             token_url: row.opt_text(1)?.unwrap_or_default(),
             client_id: row.opt_text(2)?.unwrap_or_default(),
-            client_secret: row.opt_text(3)?.unwrap_or_default(),
-            refresh_token: row.opt_text(4)?.unwrap_or_default(),
-            access_token: row.opt_text(5)?,
+            client_secret: row.opt_text(3)?.unwrap_or_default().into(),
+            refresh_token: row.opt_text(4)?.unwrap_or_default().into(),
+            access_token: row.opt_text(5)?.map(SecretString::from),
             access_expires_us: row.opt_int(6)?,
             access_issued_us: row.opt_int(7)?,
         }),
-        "access_token" => Some(StoredCredentials::AccessToken(row.opt_text(5)?.unwrap_or_default())),
+        "access_token" => Some(StoredCredentials::AccessToken(row.opt_text(5)?.unwrap_or_default().into())),
         _ => None,
     })
 }
@@ -167,13 +169,13 @@ impl<B: Backend> Connections for SqlConnections<B> {
                     "oauth",
                     Some(token_url.as_str()),
                     Some(client_id.as_str()),
-                    Some(client_secret.as_str()),
-                    Some(refresh_token.as_str()),
-                    access_token.as_deref(),
+                    Some(client_secret.expose_secret()),
+                    Some(refresh_token.expose_secret()),
+                    access_token.as_ref().map(|t| t.expose_secret()),
                     *access_expires_us,
                 ),
                 StoredCredentials::AccessToken(token) => {
-                    ("access_token", None, None, None, None, Some(token.as_str()), None)
+                    ("access_token", None, None, None, None, Some(token.expose_secret()), None)
                 }
             };
             sql.execute(
@@ -191,8 +193,8 @@ impl<B: Backend> Connections for SqlConnections<B> {
                     refresh_token,
                     access_token,
                     expires,
-                    secrets.webhook_secret.as_deref(),
-                    secrets.verifier_token.as_deref(),
+                    secrets.webhook_secret.as_ref().map(|s| s.expose_secret()),
+                    secrets.verifier_token.as_ref().map(|s| s.expose_secret()),
                     now,
                 ],
             )?;
@@ -275,18 +277,23 @@ impl<B: Backend> Connections for SqlConnections<B> {
                     .statement("SELECT webhook_secret, verifier_token FROM credentials WHERE connection = $1"),
                 &values![id],
             )?;
-            row.map(|r| Ok(ConnectionSecrets { webhook_secret: r.opt_text(0)?, verifier_token: r.opt_text(1)? }))
-                .transpose()
+            row.map(|r| {
+                Ok(ConnectionSecrets {
+                    webhook_secret: r.opt_text(0)?.map(SecretString::from),
+                    verifier_token: r.opt_text(1)?.map(SecretString::from),
+                })
+            })
+            .transpose()
         })
     }
 
-    fn verifier_tokens(&self) -> Result<Vec<String>, StoreError> {
+    fn verifier_tokens(&self) -> Result<Vec<SecretString>, StoreError> {
         self.0.read(|sql| {
             let rows = sql.query(
                 "SELECT DISTINCT verifier_token FROM credentials WHERE verifier_token IS NOT NULL ORDER BY verifier_token",
                 &[],
             )?;
-            rows.iter().map(|r| r.text(0)).collect()
+            rows.iter().map(|r| Ok(r.text(0)?.into())).collect()
         })
     }
 
@@ -328,9 +335,9 @@ impl<B: Backend> Connections for SqlConnections<B> {
                 ),
                 &values![
                     id,
-                    tokens.access_token.as_str(),
+                    tokens.access_token.expose_secret(),
                     tokens.access_expires_us,
-                    tokens.refresh_token.as_deref(),
+                    tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
                     now_us()
                 ],
             )?;
