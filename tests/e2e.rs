@@ -7,6 +7,7 @@ mod api;
 mod conformance;
 mod cross_host;
 mod limits;
+mod nango;
 mod real_quickbooks;
 mod resilience;
 mod sync;

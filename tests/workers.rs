@@ -57,6 +57,8 @@ fn three_workers_share_twenty_connections_and_survive_one_killed_mid_run() {
             // The slow company first, so it is in flight early.
             next_run_at_us: Some(if n == 0 { 0 } else { 1 }),
             webhook_url: None,
+            webhook_format: None,
+            integration: None,
             notified_at_us: None,
             created_us: 0,
             updated_us: 0,

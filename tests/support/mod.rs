@@ -3,8 +3,9 @@
 //! test's fake company, database and connection, compared with the store),
 //! `postgres` (the PostgreSQL backend and a database per test), `processes`
 //! (the command line, `serve`, API clients, a webhook receiver), `model`
-//! (the Customer model, written independently of the guest) and `openapi`
-//! (answers checked against the document).
+//! (the Customer model, written independently of the guest), `openapi`
+//! (answers checked against the document) and `nango` (Nango's own Node SDK,
+//! driven from the tests).
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -28,6 +29,7 @@ pub const TOKEN: &str = "e2e-access-token";
 mod artifacts;
 mod harness;
 mod model;
+mod nango;
 mod openapi;
 mod postgres;
 mod processes;
@@ -35,6 +37,7 @@ mod processes;
 pub use artifacts::*;
 pub use harness::*;
 pub use model::*;
+pub use nango::*;
 pub use openapi::*;
 pub use postgres::*;
 pub use processes::*;

@@ -224,7 +224,8 @@ impl ApiClient {
 }
 
 /// A webhook as the receiver got it: its `X-Sync-Signature`, and its body.
-type Received = (Option<String>, String);
+/// A webhook as received: its headers (names in lower case) and its raw body.
+type Received = (std::collections::BTreeMap<String, String>, String);
 
 /// A stand-in for the user's application: records every webhook it gets and
 /// answers with the status set (204 by default).
@@ -238,7 +239,7 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     pub fn start() -> Self {
         use std::sync::atomic::{AtomicU16, Ordering};
-        type Shared = (std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>, std::sync::Arc<AtomicU16>);
+        type Shared = (std::sync::Arc<std::sync::Mutex<Vec<Received>>>, std::sync::Arc<AtomicU16>);
         let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let status = std::sync::Arc::new(AtomicU16::new(204));
@@ -253,9 +254,13 @@ impl WebhookReceiver {
                      body: String| async move {
                         let code = status.load(Ordering::SeqCst);
                         if code < 300 {
-                            let signature =
-                                headers.get("x-sync-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                            received.lock().unwrap().push((signature, body));
+                            let headers = headers
+                                .iter()
+                                .filter_map(|(name, value)| {
+                                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                                })
+                                .collect();
+                            received.lock().unwrap().push((headers, body));
                         }
                         axum::http::StatusCode::from_u16(code).unwrap()
                     },
@@ -271,8 +276,14 @@ impl WebhookReceiver {
         self.status.store(status, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// (signature header, body) of each webhook accepted so far.
+    /// (`X-Sync-Signature`, body) of each webhook accepted so far.
     pub fn received(&self) -> Vec<(Option<String>, String)> {
+        let received = self.received.lock().unwrap();
+        received.iter().map(|(headers, body)| (headers.get("x-sync-signature").cloned(), body.clone())).collect()
+    }
+
+    /// (headers, raw body) of each webhook accepted so far.
+    pub fn received_with_headers(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }

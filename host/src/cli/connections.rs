@@ -9,7 +9,7 @@ use super::{load_component, parse_key_value};
 use crate::providers::{self, quickbooks};
 use secrecy::SecretString;
 
-use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, StoredCredentials};
+use crate::store::{self, Connection, ConnectionSecrets, ConnectionStatus, OpenMode, StoredCredentials, WebhookFormat};
 use crate::time::every::{format_every, parse_every};
 
 #[derive(Subcommand)]
@@ -101,6 +101,14 @@ pub struct AddArgs {
     /// Signs this connection's webhooks (or @file); never printed.
     #[arg(long, value_parser = parse_secret)]
     webhook_secret: Option<Secret>,
+    /// The format of this connection's webhooks: `sync-host`, or `nango`
+    /// (Nango's sync webhook and signatures); default: `serve --webhook-format`.
+    #[arg(long, value_parser = super::parse_webhook_format)]
+    webhook_format: Option<WebhookFormat>,
+    /// The integration the connection belongs to: Nango's provider config
+    /// key, which Nango's routes name it by with its id (docs/nango.md).
+    #[arg(long, value_parser = super::parse_integration)]
+    integration: Option<String>,
     /// The verifier token of the Intuit app that notifies changes to this
     /// company (besides `serve --qbo-verifier-token`), or @file.
     #[arg(long, value_parser = parse_secret)]
@@ -146,6 +154,8 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
         failures: 0,
         next_run_at_us: None,
         webhook_url: args.webhook_url,
+        webhook_format: args.webhook_format,
+        integration: args.integration,
         notified_at_us: None,
         created_us: 0,
         updated_us: 0,

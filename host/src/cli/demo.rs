@@ -21,6 +21,8 @@ use crate::store::{
 };
 
 const DEMO_REALM: &str = "9341453050804937";
+/// The demo connection's integration (Nango's provider config key).
+const DEMO_INTEGRATION: &str = "quickbooks";
 const DEMO_TOKEN: &str = "demo-access-token";
 
 #[derive(Args)]
@@ -207,6 +209,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         failures: 0,
         next_run_at_us: None,
         webhook_url: Some(receiver.url.clone()),
+        webhook_format: None,
+        integration: Some(DEMO_INTEGRATION.into()),
         notified_at_us: None,
         created_us: 0,
         updated_us: 0,

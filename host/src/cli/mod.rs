@@ -28,7 +28,7 @@ use crate::runs::{ConnectionSpec, RunDefaults, RunLimits, Runner};
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::{InstanceLimits, SyncRuntime};
 use crate::service::Scheduler;
-use crate::store::{self, OpenMode, Trigger};
+use crate::store::{self, OpenMode, Trigger, WebhookFormat};
 
 pub use progress::RunProgress;
 
@@ -246,6 +246,11 @@ struct WebhookArgs {
     /// or @file); never printed.
     #[arg(long, env = "SYNC_HOST_WEBHOOK_SECRET", hide_env_values = true, value_parser = connections::parse_secret)]
     webhook_secret: Option<connections::Secret>,
+    /// The format of the webhooks of connections that name none: `sync-host`
+    /// (docs/webhooks.md) or `nango` (Nango's sync webhook, signed with
+    /// `X-Nango-Hmac-Sha256`; docs/nango.md).
+    #[arg(long, default_value = "sync-host", value_parser = parse_webhook_format)]
+    webhook_format: WebhookFormat,
     /// The wait after a delivery's first failed attempt, in seconds; it
     /// doubles each time.
     #[arg(long, default_value_t = 1)]
@@ -266,6 +271,23 @@ struct WebhookArgs {
 /// An `http://` or `https://` URL with a host. (Credentials in it are
 /// refused after parsing, by [`refuse_credentials_in_url`]: a value refused
 /// here is echoed in the error.)
+fn parse_webhook_format(text: &str) -> Result<WebhookFormat, String> {
+    WebhookFormat::parse(text).ok_or_else(|| format!("`{text}` is not a webhook format; use `sync-host` or `nango`"))
+}
+
+/// An integration key (Nango's provider config key): what Nango accepts in
+/// one, letters, digits, `-`, `_` and `.`, at most 255 of them.
+fn parse_integration(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 255
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{text}` is not an integration key: use letters, digits, `-`, `_` and `.` (at most 255)"))
+    }
+}
+
 fn parse_http_url(text: &str) -> Result<String, String> {
     let uri: ureq::http::Uri = text.parse().map_err(|e| format!("`{text}` is not a URL: {e}"))?;
     if url_carries_credentials(&uri) {
@@ -480,7 +502,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = load_component(args.component)?;
     let webhooks = args.webhooks.clone();
     let scheduler = args.schedule.then(|| {
-        let runner = Arc::new(Runner::new(runtime.clone(), db.clone()).with_webhook_url(webhooks.webhook_url.clone()));
+        let runner = Arc::new(
+            Runner::new(runtime.clone(), db.clone())
+                .with_webhook_url(webhooks.webhook_url.clone())
+                .with_webhook_format(webhooks.webhook_format),
+        );
         Scheduler::new(
             runner,
             args.limits.defaults(),

@@ -20,7 +20,7 @@ use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRu
 use crate::schedule;
 use crate::store::{
     Connection, ConnectionStatus, ConnectionUpdate, Outcome, RunEnd, RunRecord, Store, StoreError, StoredCredentials,
-    Trigger,
+    Trigger, WebhookFormat,
 };
 use crate::time::now_us;
 
@@ -93,6 +93,8 @@ pub struct Runner {
     stop: StopSignal,
     /// Where webhooks go for connections without their own URL.
     default_webhook_url: Option<String>,
+    /// The format of the webhooks of connections that name none.
+    default_webhook_format: WebhookFormat,
 }
 
 fn store_failure(error: StoreError) -> RunFailure {
@@ -101,10 +103,23 @@ fn store_failure(error: StoreError) -> RunFailure {
 
 impl Runner {
     pub fn new(runtime: Arc<SyncRuntime>, db: Store) -> Self {
-        Runner { runtime, db, pacers: Pacers::default(), stop: StopSignal::default(), default_webhook_url: None }
+        Runner {
+            runtime,
+            db,
+            pacers: Pacers::default(),
+            stop: StopSignal::default(),
+            default_webhook_url: None,
+            default_webhook_format: WebhookFormat::default(),
+        }
     }
 
     /// Sends webhooks after runs to `url` for connections without their own.
+    /// Webhooks of connections that name no format are sent in `format`.
+    pub fn with_webhook_format(mut self, format: WebhookFormat) -> Self {
+        self.default_webhook_format = format;
+        self
+    }
+
     pub fn with_webhook_url(mut self, url: Option<String>) -> Self {
         self.default_webhook_url = url.filter(|u| !u.is_empty());
         self
@@ -222,13 +237,23 @@ impl Runner {
         // The lock was free: a run of this connection without an end died,
         // and what it stored was never told; this run's webhook covers it.
         let abandoned_since = self.db.runs.begin(&run).map_err(store_failure)?;
+        // Nango's webhooks say whether a run started from nothing (a first
+        // run, or one after a reset): no checkpoint yet.
+        let initial = self.webhook_format(&connection) == WebhookFormat::Nango
+            && self
+                .db
+                .run_writes()
+                .and_then(|mut w| w.checkpoints.get(id, &self.runtime.metadata().name))
+                .ok()
+                .flatten()
+                .is_none();
 
         let tally = Tally::default();
         let result = self.execute(&spec, &run.id, progress, tally.clone());
         // Recorded before the lock goes, so no worker sees it due again.
         self.record_end(&connection, &run, &result, defaults);
         drop(lease);
-        self.tell(&connection, &run, abandoned_since, &result, &tally);
+        self.tell(&connection, &run, Told { abandoned_since, initial }, &result, &tally);
         result
     }
 
@@ -241,10 +266,12 @@ impl Runner {
         &self,
         connection: &Connection,
         run: &RunRecord,
-        abandoned_since: Option<i64>,
+        told: Told,
         result: &Result<RunReport, RunFailure>,
         tally: &Tally,
     ) {
+        let Told { abandoned_since, initial } = told;
+        let format = self.webhook_format(connection);
         let Some(url) = connection.webhook_url.clone().or_else(|| self.default_webhook_url.clone()) else { return };
         let (success, error) = match result {
             Ok(_) => (true, None),
@@ -274,8 +301,14 @@ impl Runner {
                 success,
                 error: error.clone(),
             };
-            let body = serde_json::to_string(&body).expect("a webhook body serializes");
-            if let Err(e) = self.db.deliveries.enqueue(&connection.id, Some(&run.id), &url, &body) {
+            let body = match format {
+                WebhookFormat::SyncHost => serde_json::to_string(&body).expect("a webhook body serializes"),
+                WebhookFormat::Nango => {
+                    let failure = result.as_ref().err().map(|f| (failure_type(f), crate::time::format_us(now_us())));
+                    nango_webhook(&body, &connection.integration_key(), initial, run, failure)
+                }
+            };
+            if let Err(e) = self.db.deliveries.enqueue(&connection.id, Some(&run.id), &url, &body, format) {
                 tracing::error!(target: "webhooks", connection = %connection.id, "cannot queue a webhook: {e}");
             }
         }
@@ -432,6 +465,73 @@ impl Runner {
         };
         self.runtime.run(&run_id, capabilities, spec.limits.instance)
     }
+}
+
+/// What a run's webhooks say besides its result.
+#[derive(Debug, Clone, Copy)]
+struct Told {
+    /// When the oldest run that died untold started.
+    abandoned_since: Option<i64>,
+    /// The run started without a checkpoint (a first run, or after a reset).
+    initial: bool,
+}
+
+impl Runner {
+    fn webhook_format(&self, connection: &Connection) -> WebhookFormat {
+        connection.webhook_format.unwrap_or(self.default_webhook_format)
+    }
+}
+
+/// Nango's name for the kind of a failure (`error.type` of its sync webhook).
+fn failure_type(failure: &RunFailure) -> &'static str {
+    match failure {
+        RunFailure::Component(_) => "script_error",
+        RunFailure::Limit(_) | RunFailure::Trapped(_) => "script_internal_error",
+        RunFailure::Interrupted(_) => "sync_interrupted",
+        RunFailure::Busy(_) | RunFailure::NotDue(_) | RunFailure::Host(_) => "internal_error",
+    }
+}
+
+/// The body of Nango's sync webhook (docs/nango.md, "Webhooks") for what
+/// `body` says: keys sorted, compact, as Nango serialises it. `failure`:
+/// the error's type and when the run failed.
+fn nango_webhook(
+    body: &WebhookBody,
+    integration: &str,
+    initial: bool,
+    run: &RunRecord,
+    failure: Option<(&'static str, String)>,
+) -> String {
+    let mut value = serde_json::json!({
+        "from": "nango",
+        "type": "sync",
+        "connectionId": body.connection_id,
+        "providerConfigKey": integration,
+        "syncName": body.sync,
+        "syncVariant": "base",
+        "model": body.model,
+        "syncType": if initial { "INITIAL" } else { "INCREMENTAL" },
+        "success": body.success,
+        "modifiedAfter": body.modified_after,
+        "queryTimeStamp": body.modified_after,
+    });
+    let fields = value.as_object_mut().expect("an object");
+    match failure {
+        None => {
+            fields.insert(
+                "responseResults".into(),
+                serde_json::json!({"added": body.added, "updated": body.updated, "deleted": body.deleted}),
+            );
+        }
+        Some((kind, failed_at)) => {
+            let description = body.error.clone().unwrap_or_default();
+            fields.insert("error".into(), serde_json::json!({"type": kind, "description": description}));
+            fields.insert("startedAt".into(), crate::time::format_us(run.started_us).into());
+            fields.insert("failedAt".into(), failed_at.into());
+        }
+    }
+    // serde_json's map is ordered by key: the text has its keys sorted.
+    serde_json::to_string(&value).expect("a webhook body serializes")
 }
 
 /// The body of the webhook a run queues (its shape is in docs/webhooks.md;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use crate::store::{Delivery, Store};
+use crate::store::{Delivery, Store, WebhookFormat};
 use crate::time::now_us;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -23,13 +23,32 @@ const CLAIM_BATCH: u32 = 4;
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
+/// Nango's signature headers (docs/nango.md, "Webhooks"): the hex
+/// HMAC-SHA256 of the body, and the legacy hex SHA-256 of secret and body.
+pub const NANGO_HMAC_HEADER: &str = "X-Nango-Hmac-Sha256";
+pub const NANGO_LEGACY_HEADER: &str = "X-Nango-Signature";
+
 /// `sha256=<hex>` of the HMAC-SHA256 of `body` with `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", hmac_hex(secret, body))
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex = hex::encode(digest);
-    format!("sha256={hex}")
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The signature headers of a delivery in `format`.
+pub fn signature_headers(format: WebhookFormat, secret: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    match format {
+        WebhookFormat::SyncHost => vec![(SIGNATURE_HEADER, sign(secret, body))],
+        WebhookFormat::Nango => {
+            use sha2::Digest;
+            let legacy = Sha256::new().chain_update(secret.as_bytes()).chain_update(body).finalize();
+            vec![(NANGO_HMAC_HEADER, hmac_hex(secret, body)), (NANGO_LEGACY_HEADER, hex::encode(legacy))]
+        }
+    }
 }
 
 /// How deliveries are retried.
@@ -148,13 +167,15 @@ impl Deliverer {
     }
 
     fn attempt(&self, delivery: &Delivery, secret: &str) -> Attempt {
-        let request = ureq::http::Request::builder()
+        let mut request = ureq::http::Request::builder()
             .method("POST")
             .uri(&delivery.url)
             .header("Content-Type", "application/json")
-            .header(SIGNATURE_HEADER, sign(secret, delivery.body.as_bytes()))
-            .header("X-Sync-Delivery", delivery.id.to_string())
-            .body(delivery.body.clone().into_bytes());
+            .header("X-Sync-Delivery", delivery.id.to_string());
+        for (name, value) in signature_headers(delivery.format, secret, delivery.body.as_bytes()) {
+            request = request.header(name, value);
+        }
+        let request = request.body(delivery.body.clone().into_bytes());
         let request = match request {
             Ok(request) => request,
             Err(e) => return Attempt::GiveUp(format!("cannot build the request to {}: {e}", delivery.url)),
@@ -183,6 +204,19 @@ mod tests {
         assert_eq!(
             sign("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn nango_deliveries_carry_the_hmac_and_the_legacy_digest() {
+        let headers = signature_headers(WebhookFormat::Nango, "Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            headers,
+            vec![
+                (NANGO_HMAC_HEADER, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843".to_owned()),
+                // sha256("Jefe" followed by the body), as `printf %s … | sha256sum` gives it.
+                (NANGO_LEGACY_HEADER, "689a1a0fa183259e022c4d77a4eb0810a94e9090d132c5f8732ccce2b36e3621".to_owned()),
+            ]
         );
     }
 }

@@ -62,6 +62,11 @@ pub struct Connection {
     pub next_run_at_us: Option<i64>,
     /// Where to send webhooks after runs; `None`: the server's default.
     pub webhook_url: Option<String>,
+    /// How its webhooks are shaped and signed; `None`: the server's default.
+    pub webhook_format: Option<super::WebhookFormat>,
+    /// The integration it belongs to: Nango's provider config key
+    /// (docs/nango.md); `None`: none given.
+    pub integration: Option<String>,
     /// When the provider last said something changed (µs); cleared by the
     /// run it causes.
     pub notified_at_us: Option<i64>,
@@ -70,6 +75,12 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Its integration key (Nango's provider config key): the one it was
+    /// given, else its provider's name.
+    pub fn integration_key(&self) -> String {
+        self.integration.clone().unwrap_or_else(|| self.provider.clone())
+    }
+
     /// What decides when it runs ([`crate::schedule::due`]).
     pub fn timing(&self) -> crate::schedule::Timing {
         crate::schedule::Timing {

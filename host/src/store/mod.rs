@@ -33,7 +33,7 @@ pub use records::{
     BatchOutcome, LastAction, ListPage, ListQuery, Position, RecordReads, RecordWrites, Scope, StoredRecord,
     ValidRecord,
 };
-pub use webhooks::{Deliveries, Delivery, DeliveryStatus};
+pub use webhooks::{Deliveries, Delivery, DeliveryStatus, WebhookFormat};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

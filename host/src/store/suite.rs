@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, LastAction, ListQuery, Outcome, Position,
     Removal, RunEnd, RunRecord, Scope, Store, StoreError, StoredCredentials, StoredRecord, Tokens, Trigger,
+    WebhookFormat,
 };
 use crate::capabilities::records::validate_batch;
 use secrecy::ExposeSecret;
@@ -271,6 +272,8 @@ fn connection(id: &str, account: &str) -> Connection {
         failures: 0,
         next_run_at_us: None,
         webhook_url: Some("https://app.example/hooks".into()),
+        webhook_format: None,
+        integration: None,
         notified_at_us: None,
         created_us: 0,
         updated_us: 0,
@@ -294,9 +297,15 @@ pub fn connections_keep_their_schedule_credentials_and_secrets(db: &Store) {
     let secrets =
         ConnectionSecrets { webhook_secret: Some("hook-secret".into()), verifier_token: Some("verifier".into()) };
     connections.insert(&connection("a", "1"), &oauth(), &secrets).unwrap();
-    connections
-        .insert(&connection("b", "2"), &StoredCredentials::AccessToken("token".into()), &Default::default())
-        .unwrap();
+    let nango = Connection {
+        integration: Some("qbo-prod".into()),
+        webhook_format: Some(WebhookFormat::Nango),
+        ..connection("b", "2")
+    };
+    connections.insert(&nango, &StoredCredentials::AccessToken("token".into()), &Default::default()).unwrap();
+    let b = connections.get("b").unwrap().unwrap();
+    assert_eq!((b.integration.as_deref(), b.webhook_format), (Some("qbo-prod"), Some(WebhookFormat::Nango)));
+    assert_eq!((b.integration_key(), connection("x", "9").integration_key()), ("qbo-prod".into(), PROVIDER.into()));
     assert!(matches!(
         connections.insert(&connection("a", "1"), &oauth(), &Default::default()),
         Err(StoreError::ConnectionExists(_))
@@ -482,8 +491,9 @@ pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &Store) {
 
 pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &Store) {
     let webhooks = &db.deliveries;
-    let first = webhooks.enqueue("c", Some("r1"), "https://app.example/hooks", r#"{"n":1}"#).unwrap();
-    let second = webhooks.enqueue("c", None, "https://app.example/hooks", r#"{"n":2}"#).unwrap();
+    let first =
+        webhooks.enqueue("c", Some("r1"), "https://app.example/hooks", r#"{"n":1}"#, WebhookFormat::SyncHost).unwrap();
+    let second = webhooks.enqueue("c", None, "https://app.example/hooks", r#"{"n":2}"#, WebhookFormat::Nango).unwrap();
     let now = crate::time::now_us() + 1_000_000;
     let claimed = webhooks.claim_due(now, 60_000_000, 1).unwrap();
     let again = db.deliveries.claim_due(now, 60_000_000, 10).unwrap();
@@ -493,8 +503,13 @@ pub fn webhook_deliveries_are_claimed_by_one_worker_at_a_time(db: &Store) {
     webhooks.failed(second, 3, "503", None).unwrap();
     let (listed, more) = webhooks.list("c", None, 10).unwrap();
     assert!(!more);
-    let statuses: Vec<(i64, &str, u32)> = listed.iter().map(|d| (d.id, d.status.as_str(), d.attempts)).collect();
-    assert_eq!(statuses, vec![(second, "given_up", 3), (first, "delivered", 1)]);
+    let statuses: Vec<(i64, &str, u32, WebhookFormat)> =
+        listed.iter().map(|d| (d.id, d.status.as_str(), d.attempts, d.format)).collect();
+    assert_eq!(
+        statuses,
+        vec![(second, "given_up", 3, WebhookFormat::Nango), (first, "delivered", 1, WebhookFormat::SyncHost)],
+        "each keeps the format it was queued in"
+    );
 }
 
 pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_all_it_stored(db: &Store) {
@@ -519,9 +534,9 @@ pub fn removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_a
             })
             .unwrap();
         let webhooks = &db.deliveries;
-        let delivered = webhooks.enqueue(id, None, "https://app.example/hooks", "{}").unwrap();
+        let delivered = webhooks.enqueue(id, None, "https://app.example/hooks", "{}", WebhookFormat::SyncHost).unwrap();
         webhooks.delivered(delivered, 1, 5).unwrap();
-        let pending = webhooks.enqueue(id, None, "https://app.example/hooks", "{}").unwrap();
+        let pending = webhooks.enqueue(id, None, "https://app.example/hooks", "{}", WebhookFormat::SyncHost).unwrap();
         deliveries.insert(id, (delivered, pending));
     }
     let stored = |id: &str| {

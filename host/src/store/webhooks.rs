@@ -31,6 +31,33 @@ impl DeliveryStatus {
     }
 }
 
+/// How a webhook's body is shaped and signed (docs/webhooks.md, docs/nango.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// sync-host's own body, signed with `X-Sync-Signature`.
+    #[default]
+    SyncHost,
+    /// Nango's sync webhook, signed with `X-Nango-Hmac-Sha256` and `X-Nango-Signature`.
+    Nango,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::SyncHost => "sync-host",
+            WebhookFormat::Nango => "nango",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "sync-host" => Some(WebhookFormat::SyncHost),
+            "nango" => Some(WebhookFormat::Nango),
+            _ => None,
+        }
+    }
+}
+
 /// One webhook to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -39,6 +66,8 @@ pub struct Delivery {
     pub run: Option<String>,
     pub url: String,
     pub body: String,
+    /// The format it was queued in: which signature headers it is sent with.
+    pub format: WebhookFormat,
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub next_attempt_us: i64,
@@ -49,8 +78,15 @@ pub struct Delivery {
 
 /// The webhook-deliveries handle ([`super::Store::deliveries`]).
 pub trait Deliveries: Send + Sync {
-    /// Queues a delivery, due now; returns its id.
-    fn enqueue(&self, connection: &str, run: Option<&str>, url: &str, body: &str) -> Result<i64, StoreError>;
+    /// Queues a delivery of `body`, in `format`, due now; returns its id.
+    fn enqueue(
+        &self,
+        connection: &str,
+        run: Option<&str>,
+        url: &str,
+        body: &str,
+        format: WebhookFormat,
+    ) -> Result<i64, StoreError>;
     /// Claims up to `limit` due deliveries for `lease_us`: another worker (in
     /// this process or another) does not take them meanwhile.
     fn claim_due(&self, now_us: i64, lease_us: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;

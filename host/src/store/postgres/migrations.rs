@@ -11,6 +11,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_schema.sql")),
     (2, include_str!("../../../migrations/postgres/0002_connection_provider.sql")),
+    (3, include_str!("../../../migrations/postgres/0003_nango_names.sql")),
 ];
 
 /// The schema version this host writes.

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{values, Backend, Dialect, Row, Sql};
 use crate::store::{
     Connection, ConnectionSecrets, ConnectionStatus, ConnectionUpdate, Connections, NotificationRoute, Removal,
-    StoreError, StoredCredentials, Tokens,
+    StoreError, StoredCredentials, Tokens, WebhookFormat,
 };
 use crate::time::now_us;
 
@@ -19,7 +19,7 @@ pub struct SqlConnections<B>(pub B);
 fn columns(dialect: Dialect) -> String {
     format!(
         "id, base_url, {}, every_secs, paused, status, status_message, failures, next_run_at, \
-         created_at, updated_at, webhook_url, notified_at, provider",
+         created_at, updated_at, webhook_url, notified_at, provider, integration, webhook_format",
         dialect.config_text()
     )
 }
@@ -46,6 +46,15 @@ fn connection_from(row: &Row) -> Result<Connection, StoreError> {
         webhook_url: row.opt_text(11)?,
         notified_at_us: row.opt_int(12)?,
         provider: row.text(13)?,
+        integration: row.opt_text(14)?,
+        webhook_format: match row.opt_text(15)? {
+            None => None,
+            Some(format) => {
+                Some(WebhookFormat::parse(&format).ok_or_else(|| {
+                    StoreError::Corrupt(format!("connection `{id}`: unknown webhook format {format}"))
+                })?)
+            }
+        },
         id,
     })
 }
@@ -132,8 +141,9 @@ impl<B: Backend> Connections for SqlConnections<B> {
             let d = sql.dialect();
             let insert = format!(
                 "INSERT INTO connections (id, base_url, config, every_secs, paused, status, status_message, failures,
-                                          next_run_at, created_at, updated_at, webhook_url, provider)
-                 VALUES ($1, $2, {}, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
+                                          next_run_at, created_at, updated_at, webhook_url, provider, integration,
+                                          webhook_format)
+                 VALUES ($1, $2, {}, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
                 d.json_parameter("$3")
             );
             let inserted = sql.execute(
@@ -151,6 +161,8 @@ impl<B: Backend> Connections for SqlConnections<B> {
                     now,
                     connection.webhook_url.as_deref(),
                     &connection.provider,
+                    connection.integration.as_deref(),
+                    connection.webhook_format.map(|f| f.as_str()),
                 ],
             )?;
             if inserted == 0 {

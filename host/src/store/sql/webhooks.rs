@@ -1,14 +1,14 @@
 //! Webhook deliveries, in the SQL both backends speak.
 
 use super::{fetch_for_page, page, values, Backend, Row};
-use crate::store::{Deliveries, Delivery, DeliveryStatus, StoreError};
+use crate::store::{Deliveries, Delivery, DeliveryStatus, StoreError, WebhookFormat};
 use crate::time::now_us;
 
 /// [`Deliveries`] over any [`Backend`].
 pub struct SqlDeliveries<B>(pub B);
 
 const COLUMNS: &str =
-    "id, connection, run, url, body, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
+    "id, connection, run, url, body, status, attempts, next_attempt_at, last_error, created_at, delivered_at, format";
 
 fn delivery_from(row: &Row) -> Result<Delivery, StoreError> {
     let status = row.text(5)?;
@@ -24,18 +24,30 @@ fn delivery_from(row: &Row) -> Result<Delivery, StoreError> {
         last_error: row.opt_text(8)?,
         created_us: row.int(9)?,
         delivered_us: row.opt_int(10)?,
+        format: {
+            let format = row.text(11)?;
+            WebhookFormat::parse(&format)
+                .ok_or_else(|| StoreError::Corrupt(format!("webhook delivery with the format {format}")))?
+        },
     })
 }
 
 impl<B: Backend> Deliveries for SqlDeliveries<B> {
-    fn enqueue(&self, connection: &str, run: Option<&str>, url: &str, body: &str) -> Result<i64, StoreError> {
+    fn enqueue(
+        &self,
+        connection: &str,
+        run: Option<&str>,
+        url: &str,
+        body: &str,
+        format: WebhookFormat,
+    ) -> Result<i64, StoreError> {
         self.0.write(|sql| {
             sql.query_one(
                 &sql.dialect().statement(
-                    "INSERT INTO webhook_deliveries (connection, run, url, body, next_attempt_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                    "INSERT INTO webhook_deliveries (connection, run, url, body, next_attempt_at, created_at, format)
+                     VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id",
                 ),
-                &values![connection, run, url, body, now_us()],
+                &values![connection, run, url, body, now_us(), format.as_str()],
             )?
             .int(0)
         })

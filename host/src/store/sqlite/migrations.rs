@@ -13,6 +13,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("../../../migrations/sqlite/0004_webhooks.sql")),
     (5, include_str!("../../../migrations/sqlite/0005_run_workers.sql")),
     (6, include_str!("../../../migrations/sqlite/0006_connection_provider.sql")),
+    (7, include_str!("../../../migrations/sqlite/0007_nango_names.sql")),
 ];
 
 /// The schema version this host writes.
