@@ -363,6 +363,7 @@ async fn list(
                 modified_after_us: params.modified_after_us,
                 after: params.after,
                 actions: params.actions,
+                ids: Vec::new(),
                 limit: params.limit,
             };
             let page = store.list(&scope, &query).map_err(internal)?;

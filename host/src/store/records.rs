@@ -90,6 +90,8 @@ pub struct ListQuery {
     pub after: Option<Position>,
     /// Only records whose last action is one of these; empty means all.
     pub actions: Vec<LastAction>,
+    /// Only records with one of these ids; empty means all.
+    pub ids: Vec<String>,
     /// At most this many records.
     pub limit: u32,
 }

@@ -100,6 +100,22 @@ pub fn keyset_pages_visit_every_record_once(db: &Store) {
     assert_eq!(seen.len(), 57);
 }
 
+pub fn a_page_can_ask_for_ids_and_actions_together(db: &Store) {
+    let s = scope("c");
+    save(db, &s, &[r#"{"id":"1"}"#, r#"{"id":"2"}"#, r#"{"id":"3"}"#, r#"{"id":"4"}"#]);
+    save(db, &s, &[r#"{"id":"2","v":2}"#]);
+    db.run_writes().unwrap().records.delete(&s, &["3".into()]).unwrap();
+    let ids = |query: ListQuery| -> Vec<String> {
+        db.records.list(&s, &ListQuery { limit: 100, ..query }).unwrap().records.into_iter().map(|r| r.id).collect()
+    };
+    let wanted = vec!["2".to_string(), "3".to_string(), "4".to_string(), "unknown".to_string()];
+    assert_eq!(ids(ListQuery { ids: wanted.clone(), ..Default::default() }), vec!["4", "2", "3"], "in change order");
+    let changed = vec![LastAction::Updated, LastAction::Deleted];
+    assert_eq!(ids(ListQuery { ids: wanted, actions: changed, ..Default::default() }), vec!["2", "3"], "both filters");
+    let page = db.records.list(&s, &ListQuery { ids: vec!["1".into(), "4".into()], limit: 1, ..Default::default() });
+    assert!(page.unwrap().has_more, "paging applies to what the filter keeps");
+}
+
 pub fn scopes_are_isolated(db: &Store) {
     save(db, &scope("a"), &[r#"{"id":"1"}"#]);
     save(db, &scope("b"), &[r#"{"id":"1","x":1}"#, r#"{"id":"2"}"#]);
@@ -588,6 +604,7 @@ macro_rules! store_suite {
             change_tracking_follows_the_records_cache_semantics,
             timestamps_strictly_increase_so_the_order_is_total,
             keyset_pages_visit_every_record_once,
+            a_page_can_ask_for_ids_and_actions_together,
             scopes_are_isolated,
             ending_a_listing_deletes_only_the_live_records_it_did_not_see,
             records_saved_during_a_listing_by_any_writer_are_never_deleted_by_it,

@@ -46,9 +46,16 @@ impl<B: Backend> RecordReads for SqlRecordReads<B> {
             let list: Vec<String> = query.actions.iter().map(|a| format!("'{}'", a.as_str())).collect();
             format!(" AND last_action IN ({})", list.join(", "))
         };
+        // The ids are parameters, after the five of the page.
+        let ids = if query.ids.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> = (0..query.ids.len()).map(|i| format!("${}", i + 6)).collect();
+            format!(" AND id IN ({})", placeholders.join(", "))
+        };
         let statement = format!(
             "SELECT id, json, first_seen_at, last_modified_at, last_action, deleted_at FROM records
-             WHERE scope = $1 AND (last_modified_at, id) > ($2, $3) AND last_modified_at >= $4{actions}
+             WHERE scope = $1 AND (last_modified_at, id) > ($2, $3) AND last_modified_at >= $4{actions}{ids}
              ORDER BY last_modified_at, id LIMIT $5"
         );
         let rows = self.0.read(|sql| {
@@ -57,16 +64,16 @@ impl<B: Backend> RecordReads for SqlRecordReads<B> {
             let Some(scope) = sql.query_opt(&d.statement(SCOPE), &values![&scope.connection, &scope.model])? else {
                 return Ok(Vec::new());
             };
-            sql.query(
-                &d.statement(&statement),
-                &values![
-                    scope.int(0)?,
-                    after_us,
-                    after_id,
-                    query.modified_after_us.unwrap_or(i64::MIN),
-                    fetch_for_page(query.limit),
-                ],
-            )
+            let mut params = values![
+                scope.int(0)?,
+                after_us,
+                after_id,
+                query.modified_after_us.unwrap_or(i64::MIN),
+                fetch_for_page(query.limit),
+            ]
+            .to_vec();
+            params.extend(query.ids.iter().map(super::Value::from));
+            sql.query(&d.statement(&statement), &params)
         })?;
         let mut records = Vec::with_capacity(rows.len());
         for mut row in rows {
