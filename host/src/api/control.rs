@@ -144,6 +144,10 @@ impl ApiState {
 /// fields it does not know (`deny_unknown_fields`), and the error names them.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    // serde reads a struct from an array too (`[true]` as `{"reset": true}`).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object of the documented fields"));
+    }
     serde_json::from_slice(body).map_err(|e| {
         // serde's message names the field as sent: cut a huge one short.
         let mut why = e.to_string();
@@ -423,4 +427,22 @@ async fn deliveries(
     })
     .await?;
     Ok(Json(page).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_a_json_object_or_nothing() {
+        for body in [&b"[true, true]"[..], b" [null]", b"null", b"\"reset\"", b"1"] {
+            let error = json_body::<SyncRequest>(body).err().expect("refused");
+            assert_eq!(error.code, "invalid_body", "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(json_body::<PatchRequest>(b"[\"15m\"]").err().map(|e| e.code), Some("invalid_body"));
+        let request: SyncRequest = json_body(b" {\"reset\": true} ").unwrap();
+        assert_eq!((request.reset, request.empty), (Some(true), None));
+        let request: SyncRequest = json_body(b"  ").unwrap();
+        assert_eq!((request.reset, request.empty), (None, None));
+    }
 }
