@@ -72,7 +72,7 @@ fn a_run_that_changed_something_is_told_with_a_signed_webhook_and_one_that_chang
     assert_eq!(page["records"].as_array().unwrap().len(), 333);
     let shown = deliveries(&serve, "acme");
     assert_eq!((shown.len(), shown[0]["status"].as_str()), (1, Some("delivered")), "{shown:?}");
-    let document: Value = serde_json::from_str(include_str!("../host/openapi.json")).unwrap();
+    let document = served_openapi(&serve.api);
     let described = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookBody"}}}});
     assert_openapi_response(&document, &described, &webhook);
 

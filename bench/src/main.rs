@@ -302,6 +302,7 @@ fn api_section(depth: usize, samples: usize, seconds: u64) -> anyhow::Result<()>
             method: "GET".into(),
             path: "/customers".into(),
             model: "Customer".into(),
+            model_schema: None,
         }],
     );
     tokio.spawn(async move { axum::serve(listener, api::router(state)).await });

@@ -1,7 +1,16 @@
-//! Checking answers against the OpenAPI document.
+//! Checking answers against the OpenAPI document the server serves.
 
 #[allow(unused_imports)]
 use super::*;
+
+/// The OpenAPI document `serve` serves at `/openapi.json` (made from the
+/// code at start-up: host/src/api/openapi.rs).
+pub fn served_openapi(api: &ApiClient) -> Value {
+    let (status, document) = api.get("/openapi.json", &[]);
+    assert_eq!(status, 200, "{document}");
+    assert_eq!(document["openapi"], "3.1.0", "an OpenAPI 3.1 document");
+    document
+}
 
 /// Validates a response body against the OpenAPI document's `response`
 /// (following a `$ref` to `components/responses`).

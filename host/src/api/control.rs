@@ -4,17 +4,22 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::{optional_body, page_query, with_parameters};
 use super::{internal, shorten, ApiError, ApiState};
 use crate::runtime::SummaryLine;
 use crate::schedule;
-use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Delivery, Outcome, RunRecord, StoreError};
+use crate::store::{
+    Connection, ConnectionStatus, ConnectionUpdate, Delivery, DeliveryStatus, Outcome, RunRecord, StoreError, Trigger,
+};
 use crate::time::every::{format_every, parse_every};
 use crate::time::format_us;
 
@@ -22,55 +27,163 @@ use crate::time::format_us;
 const DEFAULT_RUNS: u32 = 20;
 const MAX_RUNS: u32 = 1000;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/connections", get(list))
-        .route("/connections/{id}", get(show).patch(patch))
-        .route("/connections/{id}/sync", post(sync))
-        .route("/connections/{id}/pause", post(pause))
-        .route("/connections/{id}/resume", post(resume))
-        .route("/connections/{id}/runs", get(runs))
-        .route("/connections/{id}/deliveries", get(deliveries))
+/// The control API's routes, each with its operation.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(list))
+        .routes(routes!(show, patch))
+        .routes(optional_body(routes!(sync)))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(with_parameters(routes!(runs), &page_query(DEFAULT_RUNS, MAX_RUNS)))
+        .routes(with_parameters(routes!(deliveries), &page_query(DEFAULT_RUNS, MAX_RUNS)))
 }
 
-#[derive(Serialize)]
+/// One run of a connection.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Run)]
 struct RunView {
     id: String,
-    trigger: &'static str,
+    #[schema(inline)]
+    trigger: TriggerView,
+    #[schema(format = DateTime)]
     started_at: String,
+    #[schema(format = DateTime, required)]
     ended_at: Option<String>,
     /// `success`, `failure`, or null while the run goes on.
-    outcome: Option<&'static str>,
+    #[schema(inline, required)]
+    outcome: Option<OutcomeView>,
+    #[schema(value_type = Option<super::openapi::SummarySchema>, required)]
     summary: Option<SummaryLine>,
+    #[schema(required)]
     error: Option<String>,
+}
+
+/// What started the run.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum TriggerView {
+    Schedule,
+    Api,
+    Webhook,
+    Cli,
+}
+
+impl From<Trigger> for TriggerView {
+    fn from(trigger: Trigger) -> Self {
+        match trigger {
+            Trigger::Schedule => TriggerView::Schedule,
+            Trigger::Api => TriggerView::Api,
+            Trigger::Webhook => TriggerView::Webhook,
+            Trigger::Cli => TriggerView::Cli,
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum OutcomeView {
+    Success,
+    Failure,
+}
+
+impl From<Outcome> for OutcomeView {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Success => OutcomeView::Success,
+            Outcome::Failure => OutcomeView::Failure,
+        }
+    }
 }
 
 impl From<RunRecord> for RunView {
     fn from(run: RunRecord) -> Self {
         RunView {
             id: run.id,
-            trigger: run.trigger.as_str(),
+            trigger: run.trigger.into(),
             started_at: format_us(run.started_us),
             ended_at: run.ended_us.map(format_us),
-            outcome: run.outcome.map(Outcome::as_str),
+            outcome: run.outcome.map(OutcomeView::from),
             summary: run.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()),
             error: run.error,
         }
     }
 }
 
-#[derive(Serialize)]
+/// A connection: status, schedule, last run.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Connection)]
 struct ConnectionView {
     id: String,
+    #[schema(required)]
     realm_id: Option<String>,
     base_url: String,
-    /// idle | running | paused | needs_reauth | failing
-    status: &'static str,
-    /// Why: the last error, or what re-authorising takes. Never a secret.
+    #[schema(inline)]
+    status: StatusView,
+    /// Why the status is what it is: the last error, or what re-authorising
+    /// takes. Never a secret.
+    #[schema(required)]
     status_message: Option<String>,
+    /// Time between runs, e.g. 15m.
+    #[schema(pattern = "^[0-9]+[smhd]$")]
     every: String,
+    /// null while paused or waiting for re-authorisation.
+    #[schema(format = DateTime, required)]
     next_run_at: Option<String>,
+    /// The last finished run; null before the first.
+    #[schema(required)]
     last_run: Option<RunView>,
+}
+
+/// The connection's state: idle, running, paused, needs_reauth (its
+/// authorisation must be given again) or failing (its last run failed).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum StatusView {
+    Idle,
+    Running,
+    Paused,
+    NeedsReauth,
+    Failing,
+}
+
+impl From<ConnectionStatus> for StatusView {
+    fn from(status: ConnectionStatus) -> Self {
+        match status {
+            ConnectionStatus::Idle => StatusView::Idle,
+            ConnectionStatus::Running => StatusView::Running,
+            ConnectionStatus::NeedsReauth => StatusView::NeedsReauth,
+            ConnectionStatus::Failing => StatusView::Failing,
+        }
+    }
+}
+
+/// `GET /connections`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ConnectionList {
+    connections: Vec<ConnectionView>,
+}
+
+/// A page of a connection's runs.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RunPage {
+    runs: Vec<RunView>,
+    #[schema(required)]
+    next_cursor: Option<String>,
+}
+
+/// A page of a connection's webhook deliveries.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeliveryPage {
+    deliveries: Vec<DeliveryView>,
+    #[schema(required)]
+    next_cursor: Option<String>,
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -101,7 +214,7 @@ impl ApiState {
         let (mut last, _) = self.db.runs.list(&connection.id, None, 5).map_err(store)?;
         last.retain(|run| run.outcome.is_some());
         let every = schedule::interval_in_force(connection.every, self.control.component_interval);
-        let status = if connection.paused { "paused" } else { connection.status.as_str() };
+        let status = if connection.paused { StatusView::Paused } else { connection.status.into() };
         Ok(ConnectionView {
             realm_id: connection.config.get("realmId").cloned(),
             base_url: connection.base_url,
@@ -139,6 +252,10 @@ impl ApiState {
 /// fields it does not know (`deny_unknown_fields`), and the error names them.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    // serde reads a struct from an array too (`[true]` as `{"reset": true}`).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object of the documented fields"));
+    }
     serde_json::from_slice(body).map_err(|e| {
         // serde's message names the field as sent: cut a huge one short.
         let mut why = e.to_string();
@@ -158,7 +275,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 }
 
 /// The body of `POST /connections/{id}/sync`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SyncRequest {
     /// Forget the checkpoint first (null: false).
@@ -169,12 +286,14 @@ struct SyncRequest {
     empty: Option<bool>,
 }
 
-/// The body of `PATCH /connections/{id}`: `every` absent, null (the
-/// component's frequency) or a duration.
-#[derive(serde::Deserialize)]
+/// The body of `PATCH /connections/{id}`: `every`, a duration, or null for
+/// the component's frequency.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchRequest {
+    /// e.g. 15m; null: the component's frequency.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]+[smhd]$", required)]
     every: Option<Value>,
 }
 
@@ -184,20 +303,42 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<V
     <Value as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
+/// Every connection the host runs.
+#[utoipa::path(get, path = "/connections", operation_id = "listConnections",
+    responses(
+    (status = 200, description = "The connections, by id.", body = ConnectionList),
+))]
 async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let views = blocking(move || {
         let connections = state.db.connections.list().map_err(store)?;
         connections.into_iter().map(|c| state.view(c)).collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    Ok(Json(json!({ "connections": views })).into_response())
+    Ok(Json(ConnectionList { connections: views }).into_response())
 }
 
+/// A connection: status, schedule, last run.
+#[utoipa::path(get, path = "/connections/{id}", operation_id = "getConnection",
+    params(("id" = String, Path, description = "The connection id.")),
+    responses(
+        (status = 200, description = "The connection.", body = ConnectionView),
+        (status = 404, response = ApiError),
+    ))]
 async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = blocking(move || state.view(state.connection(&id)?)).await?;
     Ok(Json(view).into_response())
 }
 
+/// Change how often the connection runs.
+#[utoipa::path(patch, path = "/connections/{id}", operation_id = "updateConnection",
+    params(("id" = String, Path, description = "The connection id.")),
+    request_body = PatchRequest,
+    responses(
+        (status = 200, description = "The connection.", body = ConnectionView),
+        (status = 400, response = ApiError),
+        (status = 404, response = ApiError),
+        (status = 413, response = ApiError),
+    ))]
 async fn patch(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -233,6 +374,21 @@ async fn patch(
     Ok(Json(view).into_response())
 }
 
+/// Run the connection now; with reset, forget its checkpoint (and with empty, its records) first.
+///
+/// 409 when the connection is paused (`paused`), needs authorising again
+/// (`needs_reauth`), is running (`running`), or when this server was started
+/// without `--schedule` and so runs no syncs (`not_scheduling`).
+#[utoipa::path(post, path = "/connections/{id}/sync", operation_id = "syncConnection",
+    params(("id" = String, Path, description = "The connection id.")),
+    request_body(content = SyncRequest, description = "Optional: none is `{}`."),
+    responses(
+        (status = 202, description = "The run is due now.", body = ConnectionView),
+        (status = 400, response = ApiError),
+        (status = 404, response = ApiError),
+        (status = 409, response = ApiError),
+        (status = 413, response = ApiError),
+    ))]
 async fn sync(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -282,12 +438,26 @@ async fn sync(
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
+/// Stop scheduling the connection.
+#[utoipa::path(post, path = "/connections/{id}/pause", operation_id = "pauseConnection",
+    params(("id" = String, Path, description = "The connection id.")),
+    responses(
+        (status = 200, description = "The connection.", body = ConnectionView),
+        (status = 404, response = ApiError),
+    ))]
 async fn pause(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view =
         blocking(move || state.update(&id, &ConnectionUpdate { paused: Some(true), ..Default::default() })).await?;
     Ok(Json(view).into_response())
 }
 
+/// Schedule the connection again.
+#[utoipa::path(post, path = "/connections/{id}/resume", operation_id = "resumeConnection",
+    params(("id" = String, Path, description = "The connection id.")),
+    responses(
+        (status = 200, description = "The connection.", body = ConnectionView),
+        (status = 404, response = ApiError),
+    ))]
 async fn resume(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let view = blocking(move || {
         let view = state.update(&id, &ConnectionUpdate { paused: Some(false), ..Default::default() })?;
@@ -347,6 +517,14 @@ fn page_parameters<C>(
     Ok((limit, before))
 }
 
+/// The connection's runs, newest first.
+#[utoipa::path(get, path = "/connections/{id}/runs", operation_id = "listConnectionRuns",
+    params(("id" = String, Path, description = "The connection id.")),
+    responses(
+        (status = 200, description = "A page of runs.", body = RunPage),
+        (status = 400, response = ApiError),
+        (status = 404, response = ApiError),
+    ))]
 async fn runs(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -357,36 +535,64 @@ async fn runs(
         state.connection(&id)?;
         let (runs, more) = state.db.runs.list(&id, before, limit).map_err(store)?;
         let next_cursor = if more { runs.last().map(encode_run_cursor) } else { None };
-        Ok(json!({ "runs": runs.into_iter().map(RunView::from).collect::<Vec<_>>(), "next_cursor": next_cursor }))
+        Ok(RunPage { runs: runs.into_iter().map(RunView::from).collect(), next_cursor })
     })
     .await?;
     Ok(Json(page).into_response())
 }
 
-#[derive(Serialize)]
+/// A webhook delivery.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Delivery)]
 struct DeliveryView {
     id: i64,
+    #[schema(required)]
     run: Option<String>,
     url: String,
-    /// pending | delivered | given_up
-    status: &'static str,
+    #[schema(inline)]
+    status: DeliveryStatusView,
     attempts: u32,
+    #[schema(format = DateTime, required)]
     next_attempt_at: Option<String>,
+    #[schema(required)]
     last_error: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime, required)]
     delivered_at: Option<String>,
     /// The body sent (signed anew at each attempt).
+    #[schema(value_type = super::openapi::WebhookBodySchema)]
     body: Value,
+}
+
+/// pending (to be attempted), delivered, or given_up after the last attempt.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum DeliveryStatusView {
+    Pending,
+    Delivered,
+    GivenUp,
+}
+
+impl From<DeliveryStatus> for DeliveryStatusView {
+    fn from(status: DeliveryStatus) -> Self {
+        match status {
+            DeliveryStatus::Pending => DeliveryStatusView::Pending,
+            DeliveryStatus::Delivered => DeliveryStatusView::Delivered,
+            DeliveryStatus::GivenUp => DeliveryStatusView::GivenUp,
+        }
+    }
 }
 
 impl From<Delivery> for DeliveryView {
     fn from(d: Delivery) -> Self {
-        let pending = d.status == crate::store::DeliveryStatus::Pending;
+        let pending = d.status == DeliveryStatus::Pending;
         DeliveryView {
             id: d.id,
             run: d.run,
             url: d.url,
-            status: d.status.as_str(),
+            status: d.status.into(),
             attempts: d.attempts,
             next_attempt_at: pending.then(|| format_us(d.next_attempt_us)),
             last_error: d.last_error,
@@ -397,6 +603,14 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
+/// The connection's webhook deliveries, newest first.
+#[utoipa::path(get, path = "/connections/{id}/deliveries", operation_id = "listConnectionDeliveries",
+    params(("id" = String, Path, description = "The connection id.")),
+    responses(
+        (status = 200, description = "A page of deliveries.", body = DeliveryPage),
+        (status = 400, response = ApiError),
+        (status = 404, response = ApiError),
+    ))]
 async fn deliveries(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -414,8 +628,26 @@ async fn deliveries(
         state.connection(&id)?;
         let (deliveries, more) = state.db.deliveries.list(&id, before, limit).map_err(store)?;
         let next_cursor = if more { deliveries.last().map(|d| d.id.to_string()) } else { None };
-        Ok(json!({ "deliveries": deliveries.into_iter().map(DeliveryView::from).collect::<Vec<_>>(), "next_cursor": next_cursor }))
+        Ok(DeliveryPage { deliveries: deliveries.into_iter().map(DeliveryView::from).collect(), next_cursor })
     })
     .await?;
     Ok(Json(page).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_a_json_object_or_nothing() {
+        for body in [&b"[true, true]"[..], b" [null]", b"null", b"\"reset\"", b"1"] {
+            let error = json_body::<SyncRequest>(body).err().expect("refused");
+            assert_eq!(error.code, "invalid_body", "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(json_body::<PatchRequest>(b"[\"15m\"]").err().map(|e| e.code), Some("invalid_body"));
+        let request: SyncRequest = json_body(b" {\"reset\": true} ").unwrap();
+        assert_eq!((request.reset, request.empty), (Some(true), None));
+        let request: SyncRequest = json_body(b"  ").unwrap();
+        assert_eq!((request.reset, request.empty), (None, None));
+    }
 }

@@ -1,7 +1,8 @@
 //! The HTTP API over the host's database: every endpoint a component declares
 //! in `describe()` (`GET /customers` for the customers sync) serves the synced
 //! records with Nango-style change metadata, keyset-paginated
-//! (docs/api.md).
+//! (docs/api.md); its OpenAPI document is made from the routes
+//! (`openapi`).
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,8 +16,12 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod control;
+mod openapi;
 mod webhooks;
 
 use crate::runtime::Endpoint;
@@ -28,9 +33,6 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 10_000;
 /// The connection used when a request names none.
 pub const DEFAULT_CONNECTION: &str = "default";
-
-/// The OpenAPI document of this API, kept in the repository.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// A request error: `{"error": {"code", "message"}}` with a status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +48,44 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Error)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ErrorDetail {
+    /// What went wrong, for programs: `invalid_limit`, `unknown_connection`, …
+    code: &'static str,
+    /// What went wrong, for people, naming the parameter or cause.
+    message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}));
+        let body = Json(ErrorBody { error: ErrorDetail { code: self.code, message: self.message } });
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid header"));
         }
         response
+    }
+}
+
+/// Every error answer is an [`ErrorBody`]: the document's `Error` response.
+impl<'r> utoipa::ToResponse<'r> for ApiError {
+    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::response::Response>) {
+        let body = utoipa::openapi::Ref::from_schema_name(ErrorBody::name());
+        let content = utoipa::openapi::ContentBuilder::new().schema(Some(body)).build();
+        let response = utoipa::openapi::ResponseBuilder::new()
+            .description("A request error naming the parameter or cause.")
+            .content("application/json", content)
+            .build();
+        ("Error", response.into())
     }
 }
 
@@ -187,6 +219,8 @@ pub struct ApiState {
     /// The endpoints of the components served, from their `describe`.
     endpoints: Arc<Vec<Endpoint>>,
     control: Control,
+    /// The OpenAPI document of what the router serves, made with it.
+    openapi: axum::body::Bytes,
 }
 
 impl ApiState {
@@ -198,6 +232,7 @@ impl ApiState {
             api_key_hash: api_key.filter(|k| !k.is_empty()).map(|k| Sha256::digest(k.as_bytes()).into()),
             endpoints: Arc::new(endpoints),
             control: Control::default(),
+            openapi: axum::body::Bytes::new(),
         }
     }
 
@@ -254,23 +289,45 @@ pub fn internal(error: impl std::fmt::Display) -> ApiError {
 
 /// The router: every declared endpoint, `/openapi.json`, JSON 404 and 405.
 pub fn router(state: ApiState) -> Router {
+    routes(state).0
+}
+
+/// The OpenAPI document [`router`] serves at `/openapi.json` for `state`.
+pub fn openapi_document(state: ApiState) -> serde_json::Value {
+    routes(state).1
+}
+
+/// The router and its OpenAPI document, made together: each route is
+/// registered with its operation.
+fn routes(mut state: ApiState) -> (Router, serde_json::Value) {
     // Everything but the OpenAPI document and providers' notifications
     // (their signature authenticates them) is behind the API key, checked
     // once, before a handler looks at the request (its body included).
-    let mut protected = Router::new().route("/metrics", get(metrics)).merge(control::routes());
-    for endpoint in state.endpoints.iter().filter(|e| e.method.eq_ignore_ascii_case("GET")) {
+    let mut protected = OpenApiRouter::default();
+    for endpoint in openapi::served(&state.endpoints) {
         let model = endpoint.model.clone();
-        protected = protected.route(
-            &endpoint.path,
-            get(move |state: State<ApiState>, headers: HeaderMap, query: RawQuery| list(state, headers, query, model)),
-        );
+        let handler =
+            get(move |state: State<ApiState>, headers: HeaderMap, query: RawQuery| list(state, headers, query, model));
+        protected = protected.routes(openapi::records(endpoint, handler));
     }
+    let (protected, protected_doc) = protected.merge(control::routes()).routes(routes!(metrics)).split_for_parts();
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
-    let router = Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/webhooks/{provider}", axum::routing::post(webhooks::notification))
-        .merge(protected);
-    router
+    let mut public = OpenApiRouter::default();
+    for &provider in crate::providers::all() {
+        let handler = axum::routing::post(
+            move |state: State<ApiState>,
+                  headers: HeaderMap,
+                  body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>| {
+                webhooks::notification(state, provider, headers, body)
+            },
+        );
+        public = public.routes(openapi::notifications(provider, handler));
+    }
+    let (public, public_doc) = public.routes(routes!(openapi)).split_for_parts();
+    let document = openapi::document(protected_doc, public_doc, &state);
+    state.openapi = document.to_string().into();
+    let router = public.merge(protected);
+    let router = router
         .fallback(|| async {
             ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such endpoint".into() }
         })
@@ -281,7 +338,8 @@ pub fn router(state: ApiState) -> Router {
                 message: "this method is not supported here".into(),
             }
         })
-        .with_state(state)
+        .with_state(state);
+    (router, document)
 }
 
 /// Refuses a request without the server's API key (when it has one).
@@ -294,7 +352,11 @@ async fn require_api_key(
     Ok(next.run(request).await)
 }
 
-/// Prometheus' text format (docs/webhooks.md, "Metrics"); behind the API key.
+/// Prometheus metrics of this process (text format).
+// docs/webhooks.md, "Metrics"; behind the API key.
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", responses(
+    (status = 200, description = "The text exposition format.", body = String, content_type = "text/plain"),
+))]
 async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let db = state.db.clone();
     let by_status = tokio::task::spawn_blocking(move || {
@@ -314,8 +376,47 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&by_status)).into_response())
 }
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApi", responses(
+    (status = 200, description = "The OpenAPI 3.1 document of what this server serves.",
+        body = serde_json::Value, content_type = "application/json"),
+))]
+async fn openapi(State(state): State<ApiState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi)
+}
+
+/// A record's change tracking, after its own fields.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NangoMetadata {
+    #[schema(format = DateTime)]
+    first_seen_at: String,
+    #[schema(format = DateTime)]
+    last_modified_at: String,
+    #[schema(inline)]
+    last_action: Action,
+    #[schema(format = DateTime, required)]
+    deleted_at: Option<String>,
+    cursor: String,
+}
+
+/// What last happened to the record.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+enum Action {
+    Added,
+    Updated,
+    Deleted,
+}
+
+impl From<LastAction> for Action {
+    fn from(action: LastAction) -> Self {
+        match action {
+            LastAction::Added => Action::Added,
+            LastAction::Updated => Action::Updated,
+            LastAction::Deleted => Action::Deleted,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -386,13 +487,14 @@ async fn list(
 /// component wrote them, then `_nango_metadata`.
 fn render(record: &StoredRecord) -> Result<Box<RawValue>, ApiError> {
     let cursor = encode_cursor(&Position { last_modified_us: record.last_modified_us, id: record.id.clone() });
-    let metadata = serde_json::json!({
-        "first_seen_at": format_us(record.first_seen_us),
-        "last_modified_at": format_us(record.last_modified_us),
-        "last_action": record.last_action.as_str(),
-        "deleted_at": record.deleted_us.map(format_us),
-        "cursor": cursor,
-    });
+    let metadata = NangoMetadata {
+        first_seen_at: format_us(record.first_seen_us),
+        last_modified_at: format_us(record.last_modified_us),
+        last_action: record.last_action.into(),
+        deleted_at: record.deleted_us.map(format_us),
+        cursor,
+    };
+    let metadata = serde_json::to_string(&metadata).map_err(internal)?;
     let body = record.json.trim_end();
     let Some(open) = body.strip_suffix('}') else {
         return Err(internal(format!("record {} is not a JSON object", record.id)));

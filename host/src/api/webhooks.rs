@@ -9,16 +9,34 @@
 //! Answered at once: providers want an answer within seconds.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 use super::{internal, ApiError, ApiState};
-use crate::providers::{self, Provider};
+use crate::providers::Provider;
+
+/// The answer to a notification that verified.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Accepted {
+    /// Always true.
+    #[schema(schema_with = always_true)]
+    accepted: bool,
+    /// The connections marked to run.
+    connections: BTreeSet<String>,
+}
+
+fn always_true() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Boolean)
+        .enum_values(Some([true]))
+        .description(Some("Always true."))
+        .build()
+}
 
 fn unauthorized(provider: &dyn Provider) -> ApiError {
     ApiError {
@@ -28,25 +46,20 @@ fn unauthorized(provider: &dyn Provider) -> ApiError {
     }
 }
 
+/// `POST /webhooks/<provider>`, routed for each provider the host knows
+/// (any other is the router's 404).
 pub(super) async fn notification(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    provider: &'static dyn Provider,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(provider) = providers::by_name(&name) else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("no provider `{}` sends notifications here", super::shorten(&name)),
-        });
-    };
     let body = super::request_body(body)?;
     let signature = headers.get(provider.signature_header()).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let models = state.endpoints.iter().map(|e| e.model.to_ascii_lowercase()).collect::<BTreeSet<_>>();
     let global = state.control.verifier_token.clone();
     let db = state.db.clone();
-    let answer = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+    let answer = tokio::task::spawn_blocking(move || -> Result<Accepted, ApiError> {
         let Some(signature) = signature else {
             crate::metrics::notification("rejected");
             return Err(unauthorized(provider));
@@ -91,7 +104,7 @@ pub(super) async fn notification(
             marked.extend(ids);
         }
         crate::metrics::notification(if marked.is_empty() { "ignored" } else { "accepted" });
-        Ok(json!({ "accepted": true, "connections": marked }))
+        Ok(Accepted { accepted: true, connections: marked })
     })
     .await
     .map_err(internal)??;

@@ -36,6 +36,11 @@ pub struct Endpoint {
     pub method: String,
     pub path: String,
     pub model: String,
+    /// The JSON Schema of `model`'s records, when the component declares
+    /// the model (the API's OpenAPI document shows it); not in `describe`'s
+    /// JSON, which has it under `models`.
+    #[serde(skip)]
+    pub model_schema: Option<Arc<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +98,12 @@ impl SyncMetadata {
             endpoints: raw
                 .endpoints
                 .into_iter()
-                .map(|e| Endpoint { method: e.method, path: e.path, model: e.model })
+                .map(|e| Endpoint {
+                    model_schema: models.iter().find(|m| m.name == e.model).map(|m| Arc::new(m.json_schema.clone())),
+                    method: e.method,
+                    path: e.path,
+                    model: e.model,
+                })
                 .collect(),
             models,
             configuration: raw
