@@ -136,6 +136,15 @@ struct ConnectionView {
     /// The last finished run; null before the first.
     #[schema(required)]
     last_run: Option<RunView>,
+    /// Nango's names (docs/nango.md): the connection's id again,
+    connection_id: String,
+    /// its integration (Nango's provider config key),
+    provider_config_key: String,
+    /// its provider,
+    provider: String,
+    /// and when it was added.
+    #[schema(format = DateTime)]
+    created: String,
 }
 
 /// The connection's state: idle, running, paused, needs_reauth (its
@@ -186,7 +195,7 @@ struct DeliveryPage {
     next_cursor: Option<String>,
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(super) fn not_found(id: &str) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         code: "unknown_connection",
@@ -194,16 +203,16 @@ fn not_found(id: &str) -> ApiError {
     }
 }
 
-fn conflict(code: &'static str, message: String) -> ApiError {
+pub(super) fn conflict(code: &'static str, message: String) -> ApiError {
     ApiError { status: StatusCode::CONFLICT, code, message }
 }
 
-fn store(error: StoreError) -> ApiError {
+pub(super) fn store(error: StoreError) -> ApiError {
     internal(error)
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(internal)?
@@ -215,6 +224,7 @@ impl ApiState {
         last.retain(|run| run.outcome.is_some());
         let every = schedule::interval_in_force(connection.every, self.control.component_interval);
         let status = if connection.paused { StatusView::Paused } else { connection.status.into() };
+        let provider_config_key = connection.integration_key();
         Ok(ConnectionView {
             realm_id: connection.config.get("realmId").cloned(),
             base_url: connection.base_url,
@@ -228,11 +238,15 @@ impl ApiState {
                 Some(format_us(connection.next_run_at_us.unwrap_or_else(crate::time::now_us)))
             },
             last_run: last.into_iter().next().map(RunView::from),
+            connection_id: connection.id.clone(),
+            provider_config_key,
+            provider: connection.provider,
+            created: format_us(connection.created_us),
             id: connection.id,
         })
     }
 
-    fn connection(&self, id: &str) -> Result<Connection, ApiError> {
+    pub(super) fn connection(&self, id: &str) -> Result<Connection, ApiError> {
         self.db.connections.get(id).map_err(store)?.ok_or_else(|| not_found(id))
     }
 
@@ -241,7 +255,7 @@ impl ApiState {
         self.view(connection)
     }
 
-    fn wake(&self) {
+    pub(super) fn wake(&self) {
         if let Some(waker) = &self.control.waker {
             waker.notify_one();
         }
@@ -250,7 +264,7 @@ impl ApiState {
 
 /// A request's JSON body as `T`; an empty body means `{}`. `T` refuses
 /// fields it does not know (`deny_unknown_fields`), and the error names them.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     // serde reads a struct from an array too (`[true]` as `{"reset": true}`).
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -403,7 +417,21 @@ async fn sync(
         ));
     }
     let view = blocking(move || {
-        let connection = state.connection(&id)?;
+        let connection = state.run_now(&id, reset, empty)?;
+        state.view(connection)
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+impl ApiState {
+    /// Asks for a run of `id` now, after forgetting its checkpoint with
+    /// `reset` (and its records with `empty`); refused while it runs, is
+    /// paused or needs re-authorisation, or when no scheduler runs here. The
+    /// control API and Nango's `POST /sync/trigger` both ask here.
+    pub(super) fn run_now(&self, id: &str, reset: bool, empty: bool) -> Result<Connection, ApiError> {
+        let state = self;
+        let connection = state.connection(id)?;
         // Without a scheduler in this process the request would be accepted
         // and never run (docs/api.md).
         if state.control.waker.is_none() {
@@ -418,24 +446,26 @@ async fn sync(
         if connection.status == ConnectionStatus::NeedsReauth {
             return Err(conflict(
                 "needs_reauth",
-                format!("connection `{id}` needs to be authorised again: {}", connection.status_message.unwrap_or_default()),
+                format!(
+                    "connection `{id}` needs to be authorised again: {}",
+                    connection.status_message.unwrap_or_default()
+                ),
             ));
         }
         // Under the run lock: a run in flight would set its next run when it
         // ends, over this request, and save a checkpoint over a reset. So a
         // request during a run is refused, not silently dropped.
-        let Some(_lease) = state.db.locks.try_lock_run(&id).map_err(store)? else {
+        let Some(_lease) = state.db.locks.try_lock_run(id).map_err(store)? else {
             return Err(conflict("running", format!("connection `{id}` is running; ask again when the run ends")));
         };
         if reset {
-            state.db.connections.reset(&id, empty).map_err(store)?;
+            state.db.connections.reset(id, empty).map_err(store)?;
         }
-        let view = state.update(&id, &ConnectionUpdate { next_run_at_us: Some(None), ..Default::default() })?;
+        let update = ConnectionUpdate { next_run_at_us: Some(None), ..Default::default() };
+        let connection = state.db.connections.update(id, &update).map_err(store)?.ok_or_else(|| not_found(id))?;
         state.wake();
-        Ok(view)
-    })
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+        Ok(connection)
+    }
 }
 
 /// Stop scheduling the connection.

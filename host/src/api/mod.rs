@@ -21,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod control;
+mod nango;
 mod openapi;
 mod webhooks;
 
@@ -96,14 +97,38 @@ pub struct ListParams {
     pub limit: u32,
     pub after: Option<Position>,
     pub actions: Vec<LastAction>,
+    /// Only these records (`ids`, repeated); empty: all.
+    pub ids: Vec<String>,
 }
 
-/// Parses `modified_after`, `limit`, `cursor` and `filter`; anything else,
-/// or a parameter given twice, is refused.
+/// At most this many `ids` in a request, each at most [`MAX_ID_LENGTH`]
+/// characters (Nango's limits).
+pub const MAX_IDS: usize = 100;
+pub const MAX_ID_LENGTH: usize = 256;
+
+/// Parses `modified_after`, `limit`, `cursor`, `filter` and `ids` (the one
+/// that may be repeated); anything else, or another parameter given twice, is
+/// refused.
 pub fn parse_params(pairs: &[(String, String)]) -> Result<ListParams, ApiError> {
-    let mut params = ListParams { modified_after_us: None, limit: DEFAULT_LIMIT, after: None, actions: Vec::new() };
+    let mut params =
+        ListParams { modified_after_us: None, limit: DEFAULT_LIMIT, after: None, actions: Vec::new(), ids: Vec::new() };
     let mut seen: Vec<&str> = Vec::new();
     for (name, value) in pairs {
+        if name == "ids" {
+            if value.is_empty() || value.chars().count() > MAX_ID_LENGTH {
+                return Err(ApiError::bad_request(
+                    "invalid_ids",
+                    format!("each of `ids` must have 1 to {MAX_ID_LENGTH} characters, got `{}`", shorten(value)),
+                ));
+            }
+            if !params.ids.contains(value) {
+                params.ids.push(value.clone());
+            }
+            if params.ids.len() > MAX_IDS {
+                return Err(ApiError::bad_request("invalid_ids", format!("at most {MAX_IDS} `ids` in one request")));
+            }
+            continue;
+        }
         if seen.contains(&name.as_str()) {
             return Err(ApiError::bad_request("duplicate_parameter", format!("`{name}` is given more than once")));
         }
@@ -134,7 +159,7 @@ pub fn parse_params(pairs: &[(String, String)]) -> Result<ListParams, ApiError> 
             _ => {
                 return Err(ApiError::bad_request(
                     "unknown_parameter",
-                    format!("unknown parameter `{}`; known: modified_after, limit, cursor, filter", shorten(name)),
+                    format!("unknown parameter `{}`; known: modified_after, limit, cursor, filter, ids", shorten(name)),
                 ))
             }
         }
@@ -208,6 +233,8 @@ pub struct Control {
     pub component_interval: Option<std::time::Duration>,
     /// Verifies providers' change notifications (besides connections' own tokens).
     pub verifier_token: Option<String>,
+    /// The name of the component's sync, as Nango's routes name it.
+    pub sync_name: String,
 }
 
 /// Shared state of the API server.
@@ -310,7 +337,10 @@ fn routes(mut state: ApiState) -> (Router, serde_json::Value) {
             get(move |state: State<ApiState>, headers: HeaderMap, query: RawQuery| list(state, headers, query, model));
         protected = protected.routes(openapi::records(endpoint, handler));
     }
-    let (protected, protected_doc) = protected.merge(control::routes()).routes(routes!(metrics)).split_for_parts();
+    let (protected, mut protected_doc) = protected.merge(control::routes()).routes(routes!(metrics)).split_for_parts();
+    // Nango's routes check the key themselves, with Nango's error codes.
+    let (nango, nango_doc) = nango::routes(&state).split_for_parts();
+    protected_doc.merge(nango_doc);
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
     let mut public = OpenApiRouter::default();
     for &provider in crate::providers::all() {
@@ -326,7 +356,7 @@ fn routes(mut state: ApiState) -> (Router, serde_json::Value) {
     let (public, public_doc) = public.routes(routes!(openapi)).split_for_parts();
     let document = openapi::document(protected_doc, public_doc, &state);
     state.openapi = document.to_string().into();
-    let router = public.merge(protected);
+    let router = public.merge(protected).merge(nango);
     let router = router
         .fallback(|| async {
             ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such endpoint".into() }
@@ -397,6 +427,9 @@ struct NangoMetadata {
     last_action: Action,
     #[schema(format = DateTime, required)]
     deleted_at: Option<String>,
+    /// Always null: the store never prunes a record's payload (Nango's does).
+    #[schema(format = DateTime, required)]
+    pruned_at: Option<String>,
     cursor: String,
 }
 
@@ -459,23 +492,7 @@ async fn list(
                 };
                 return Err(ApiError::bad_request("unknown_connection", message));
             }
-            let scope = Scope { connection, model };
-            let query = ListQuery {
-                modified_after_us: params.modified_after_us,
-                after: params.after,
-                actions: params.actions,
-                ids: Vec::new(),
-                limit: params.limit,
-            };
-            let page = store.list(&scope, &query).map_err(internal)?;
-            let next_cursor = match (page.has_more, page.records.last()) {
-                (true, Some(last)) => {
-                    Some(encode_cursor(&Position { last_modified_us: last.last_modified_us, id: last.id.clone() }))
-                }
-                _ => None,
-            };
-            let records = page.records.iter().map(render).collect::<Result<Vec<_>, _>>()?;
-            Ok(ListResponse { records, next_cursor })
+            page(&state.db, Scope { connection, model }, params)
         }
     })
     .await
@@ -485,6 +502,26 @@ async fn list(
 
 /// A stored record as the API shows it: its own fields, in the order the
 /// component wrote them, then `_nango_metadata`.
+/// A page of records of `scope` as the records API answers it (blocking).
+fn page(db: &Store, scope: Scope, params: ListParams) -> Result<ListResponse, ApiError> {
+    let query = ListQuery {
+        modified_after_us: params.modified_after_us,
+        after: params.after,
+        actions: params.actions,
+        ids: params.ids,
+        limit: params.limit,
+    };
+    let page = db.records.list(&scope, &query).map_err(internal)?;
+    let next_cursor = match (page.has_more, page.records.last()) {
+        (true, Some(last)) => {
+            Some(encode_cursor(&Position { last_modified_us: last.last_modified_us, id: last.id.clone() }))
+        }
+        _ => None,
+    };
+    let records = page.records.iter().map(render).collect::<Result<Vec<_>, _>>()?;
+    Ok(ListResponse { records, next_cursor })
+}
+
 fn render(record: &StoredRecord) -> Result<Box<RawValue>, ApiError> {
     let cursor = encode_cursor(&Position { last_modified_us: record.last_modified_us, id: record.id.clone() });
     let metadata = NangoMetadata {
@@ -492,6 +529,7 @@ fn render(record: &StoredRecord) -> Result<Box<RawValue>, ApiError> {
         last_modified_at: format_us(record.last_modified_us),
         last_action: record.last_action.into(),
         deleted_at: record.deleted_us.map(format_us),
+        pruned_at: None,
         cursor,
     };
     let metadata = serde_json::to_string(&metadata).map_err(internal)?;

@@ -91,6 +91,42 @@ pub(super) fn document(protected: OpenApi, public: OpenApi, state: &ApiState) ->
         document.pointer_mut(&records).expect("the records operation")["$ref"] =
             format!("#/components/schemas/{name}Record").into();
     }
+    // Nango's records route serves every model: a record of any of them.
+    let any_record: Vec<Value> =
+        named.iter().map(|(_, name)| json!({"$ref": format!("#/components/schemas/{name}Record")})).collect();
+    for path in ["/records", "/records/"] {
+        let items = format!(
+            "/paths/{}/get/responses/200/content/application~1json/schema/properties/records/items",
+            pointer_token(path)
+        );
+        if let Some(items) = document.pointer_mut(&items) {
+            *items = match any_record.as_slice() {
+                [one] => one.clone(),
+                many => json!({ "oneOf": many }),
+            };
+        }
+    }
+    if document["paths"].get("/sync/status").is_some() {
+        document["components"]["schemas"]["NangoError"] = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "errors": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["code", "message", "path"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "array"}}
+                    }}
+                }
+            }}
+        });
+    }
     document
 }
 
@@ -178,12 +214,78 @@ fn query(name: &str, schema: Value, description: Option<&str>) -> Value {
 }
 
 /// `GET <endpoint>`: the records of its model, routed to `handler`.
+/// The query parameters of a page of records, besides the model.
+pub(super) fn record_parameters() -> Vec<Value> {
+    vec![
+        query(
+            "modified_after",
+            json!({"type": "string", "format": "date-time"}),
+            Some("Only records with last_modified_at >= this RFC 3339 timestamp."),
+        ),
+        query("limit", json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}), None),
+        query(
+            "cursor",
+            json!({"type": "string", "minLength": 1}),
+            Some("Opaque; from next_cursor or a record's _nango_metadata.cursor. Records strictly after it."),
+        ),
+        query(
+            "filter",
+            json!({"type": "string", "pattern": "^(added|updated|deleted)(,(added|updated|deleted))*$"}),
+            Some("Last actions to include; `added,updated` is every live record."),
+        ),
+        json!({
+            "name": "ids", "in": "query", "required": false, "style": "form", "explode": true,
+            "schema": {"type": "array", "maxItems": super::MAX_IDS,
+                       "items": {"type": "string", "minLength": 1, "maxLength": super::MAX_ID_LENGTH}},
+            "description": "Only these records (repeat the parameter)."
+        }),
+    ]
+}
+
+/// The answer of a page of records: its records (of any model: each
+/// endpoint's own operation names its model's schema), next_cursor.
+pub(super) fn records_page_response() -> Value {
+    records_page("#/components/schemas/Record")
+}
+
+fn records_page(record: &str) -> Value {
+    json!({
+        "description": "A page of records. next_cursor is null exactly when nothing more follows.",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["records", "next_cursor"],
+            "properties": {
+                "records": {"type": "array", "items": {"$ref": record}},
+                "next_cursor": {"type": ["string", "null"]}
+            }
+        }}}
+    })
+}
+
+/// A route and its operation written as OpenAPI JSON (`{method: operation}`).
+pub(super) fn operation(
+    path: &str,
+    item: Value,
+    handler: axum::routing::MethodRouter<ApiState>,
+) -> UtoipaMethodRouter<ApiState> {
+    (Vec::new(), single(path, item), handler)
+}
+
 pub(super) fn records(
     endpoint: &Endpoint,
     handler: axum::routing::MethodRouter<ApiState>,
 ) -> UtoipaMethodRouter<ApiState> {
     // The records' schema is named with the others' (`document`).
     let record = "#/components/schemas/Record";
+    let mut parameters = vec![json!({
+        "name": "Connection-Id",
+        "in": "header",
+        "required": false,
+        "schema": {"type": "string", "minLength": 1},
+        "description": "The connection; `default` when absent. An unknown connection is a 400."
+    })];
+    parameters.extend(record_parameters());
     let item = json!({
         "get": {
             "operationId": format!("list{}", camel(&endpoint.path)),
@@ -191,48 +293,9 @@ pub(super) fn records(
                 "The {} records of a connection, ordered by (last_modified_at, id), keyset-paginated.",
                 endpoint.model
             ),
-            "parameters": [
-                {
-                    "name": "Connection-Id",
-                    "in": "header",
-                    "required": false,
-                    "schema": {"type": "string", "minLength": 1},
-                    "description": "The connection; `default` when absent. An unknown connection is a 400."
-                },
-                query(
-                    "modified_after",
-                    json!({"type": "string", "format": "date-time"}),
-                    Some("Only records with last_modified_at >= this RFC 3339 timestamp."),
-                ),
-                query(
-                    "limit",
-                    json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
-                    None,
-                ),
-                query(
-                    "cursor",
-                    json!({"type": "string", "minLength": 1}),
-                    Some("Opaque; from next_cursor or a record's _nango_metadata.cursor. Records strictly after it."),
-                ),
-                query(
-                    "filter",
-                    json!({"type": "string", "pattern": "^(added|updated|deleted)(,(added|updated|deleted))*$"}),
-                    Some("Last actions to include; `added,updated` is every live record."),
-                ),
-            ],
+            "parameters": parameters,
             "responses": {
-                "200": {
-                    "description": "A page of records. next_cursor is null exactly when nothing more follows.",
-                    "content": {"application/json": {"schema": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "required": ["records", "next_cursor"],
-                        "properties": {
-                            "records": {"type": "array", "items": {"$ref": record}},
-                            "next_cursor": {"type": ["string", "null"]}
-                        }
-                    }}}
-                },
+                "200": records_page(record),
                 "400": {"$ref": ERROR}
             }
         }
@@ -429,6 +492,10 @@ mod tests {
             .map(str::to_owned)
             .chain(["sync", "pause", "resume", "runs", "deliveries"].map(|p| format!("/connections/{{id}}/{p}")))
             .chain(["/metrics".to_owned(), "/openapi.json".to_owned()])
+            .chain(
+                ["/records", "/records/", "/sync/trigger", "/sync/pause", "/sync/start", "/sync/status"]
+                    .map(str::to_owned),
+            )
             .chain(crate::providers::all().iter().map(|p| format!("/webhooks/{}", p.name())))
             .collect();
         let mut paths: Vec<String> = document["paths"].as_object().unwrap().keys().cloned().collect();

@@ -244,6 +244,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         waker: Some(scheduler.waker()),
         component_interval: runtime.metadata().interval(),
         verifier_token: Some(DEMO_VERIFIER.into()),
+        sync_name: runtime.metadata().name.clone(),
     };
     let state = ApiState::new(db.clone(), None, runtime.metadata().endpoints.clone()).with_control(control);
     tokio.block_on(async move {

@@ -527,6 +527,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         waker: scheduler.as_ref().map(|s| s.waker()),
         component_interval: runtime.metadata().interval(),
         verifier_token: webhooks.qbo_verifier_token.map(|s| s.0.expose_secret().to_owned()),
+        sync_name: runtime.metadata().name.clone(),
     };
     let state = ApiState::new(db.clone(), args.api_key, runtime.metadata().endpoints.clone()).with_control(control);
     let tokio = tokio::runtime::Runtime::new()?;

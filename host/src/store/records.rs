@@ -144,4 +144,6 @@ pub trait RecordReads: Send + Sync {
     fn list(&self, scope: &Scope, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// Whether the connection has ever been synced.
     fn connection_exists(&self, connection: &str) -> Result<bool, StoreError>;
+    /// How many live (not deleted) records the scope holds.
+    fn count(&self, scope: &Scope) -> Result<u64, StoreError>;
 }

@@ -114,6 +114,8 @@ pub fn a_page_can_ask_for_ids_and_actions_together(db: &Store) {
     assert_eq!(ids(ListQuery { ids: wanted, actions: changed, ..Default::default() }), vec!["2", "3"], "both filters");
     let page = db.records.list(&s, &ListQuery { ids: vec!["1".into(), "4".into()], limit: 1, ..Default::default() });
     assert!(page.unwrap().has_more, "paging applies to what the filter keeps");
+    assert_eq!(db.records.count(&s).unwrap(), 3, "the live records: 3 was deleted");
+    assert_eq!(db.records.count(&scope("nobody")).unwrap(), 0);
 }
 
 pub fn scopes_are_isolated(db: &Store) {

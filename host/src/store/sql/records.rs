@@ -94,6 +94,21 @@ impl<B: Backend> RecordReads for SqlRecordReads<B> {
         Ok(ListPage { records, has_more })
     }
 
+    fn count(&self, scope: &Scope) -> Result<u64, StoreError> {
+        self.0.read(|sql| {
+            let count = sql
+                .query_one(
+                    &sql.dialect().statement(
+                        "SELECT count(*) FROM scopes s JOIN records r ON r.scope = s.id
+                         WHERE s.connection = $1 AND s.model = $2 AND r.deleted_at IS NULL",
+                    ),
+                    &values![&scope.connection, &scope.model],
+                )?
+                .int(0)?;
+            Ok(count.max(0) as u64)
+        })
+    }
+
     fn connection_exists(&self, connection: &str) -> Result<bool, StoreError> {
         self.0.read(|sql| {
             sql.query_one(
