@@ -130,7 +130,7 @@ pub(super) fn document(protected: OpenApi, public: OpenApi, state: &ApiState) ->
     document
 }
 
-/// `/customers` as `Customers`, `quickbooks` as `Quickbooks`: for operation ids.
+/// `/customers` as `Customers`, a provider `acme-books` as `AcmeBooks`: for operation ids.
 fn camel(text: &str) -> String {
     let words = text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty());
     words.map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect()
