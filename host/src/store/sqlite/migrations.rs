@@ -20,7 +20,15 @@ const MIGRATIONS: &[(u32, &str)] = &[
 pub const LATEST: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer host.
+/// A database already at [`LATEST`] is only read: opening it takes no write
+/// lock, so a backup or another writer holding one does not keep a host
+/// from starting.
 pub fn apply(connection: &mut Connection) -> Result<(), String> {
+    let current: u32 =
+        connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| e.to_string())?;
+    if current == LATEST {
+        return Ok(());
+    }
     let tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| format!("cannot start the schema migration: {e}"))?;
@@ -55,6 +63,26 @@ mod tests {
         assert_eq!((open, last), (None, 0));
         let version: u32 = connection.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, LATEST);
+    }
+
+    #[test]
+    fn a_current_schema_opens_while_another_writer_holds_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.sqlite");
+        apply(&mut Connection::open(&path).unwrap()).unwrap();
+        let mut holder = Connection::open(&path).unwrap();
+        let held = holder.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+        let mut opener = Connection::open(&path).unwrap();
+        // No busy timeout: a write lock asked for would fail at once.
+        opener.busy_timeout(std::time::Duration::ZERO).unwrap();
+        apply(&mut opener).expect("a current schema is only read");
+        // An outdated one does need the lock, and says so.
+        opener.pragma_update(None, "user_version", LATEST - 1).unwrap_err();
+        drop(held);
+        opener.pragma_update(None, "user_version", LATEST - 1).unwrap();
+        let _again = holder.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+        let error = apply(&mut opener).unwrap_err();
+        assert!(error.contains("cannot start the schema migration"), "{error}");
     }
 
     #[test]

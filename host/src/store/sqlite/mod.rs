@@ -261,6 +261,18 @@ mod tests {
     crate::store_suite!(Some(fresh()));
 
     #[test]
+    fn a_store_opens_and_reads_while_another_process_holds_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite");
+        drop(open(&path, OpenMode::Create).unwrap());
+        // A backup tool, or another host mid-write.
+        let mut holder = rusqlite::Connection::open(&path).unwrap();
+        let _held = holder.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+        let store = open(&path, OpenMode::MustExist).expect("opening a current schema needs no write lock");
+        assert!(store.connections.list().unwrap().is_empty(), "and it reads");
+    }
+
+    #[test]
     fn a_missing_file_is_refused_when_it_must_exist() {
         let dir = tempfile::tempdir().unwrap();
         let error = open(&dir.path().join("typo.sqlite"), OpenMode::MustExist).err().unwrap();
