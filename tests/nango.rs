@@ -89,6 +89,10 @@ fn webhooks_in_nangos_format_verify_with_nangos_sdk_and_say_initial_then_increme
     assert!(failure["error"]["description"].as_str().unwrap().contains("6000"), "{failure}");
     assert!(failure["startedAt"].is_string() && failure["failedAt"].is_string(), "{failure}");
     assert!(failure.get("responseResults").is_none(), "{failure}");
+    // Every webhook of the run, the incremental one too, passes both of the SDK's checks.
+    for (i, (headers, body)) in receiver.received_with_headers().iter().enumerate() {
+        assert_eq!(sdk_verifies(headers, body, WEBHOOK_SECRET), (true, true), "webhook {i}");
+    }
     assert!(!serve.stderr().contains(WEBHOOK_SECRET), "the secret leaked");
 }
 
