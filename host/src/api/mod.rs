@@ -274,24 +274,40 @@ impl ApiState {
     }
 
     /// Checks `Authorization: Bearer <key>` when a key is configured (the
-    /// scheme's name in any case, as HTTP has it).
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// scheme's name in any case, as HTTP has it), in constant time.
+    pub(super) fn check_key(&self, headers: &HeaderMap) -> Result<(), KeyRefusal> {
         let Some(expected) = &self.api_key_hash else { return Ok(()) };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        let given = headers.get(header::AUTHORIZATION).ok_or(KeyRefusal::Missing)?;
+        let key = given
+            .to_str()
+            .ok()
             .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| Sha256::digest(key.trim().as_bytes()));
-        match given {
-            Some(hash) if bool::from(hash.as_slice().ct_eq(expected)) => Ok(()),
-            _ => Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                code: "unauthorized",
-                message: "this server requires `Authorization: Bearer <api key>`".into(),
-            }),
+            .filter(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty())
+            .map(|(_, key)| key.trim())
+            .ok_or(KeyRefusal::Malformed)?;
+        if bool::from(Sha256::digest(key.as_bytes()).as_slice().ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err(KeyRefusal::Wrong)
         }
     }
+
+    /// [`ApiState::check_key`], answered as this API answers it.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.check_key(headers).map_err(|_| ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "this server requires `Authorization: Bearer <api key>`".into(),
+        })
+    }
+}
+
+/// Why a request's key was refused (Nango's routes name each case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyRefusal {
+    Missing,
+    Malformed,
+    Wrong,
 }
 
 /// A request's body, taken by the handler as `Result` so that it is looked

@@ -6,17 +6,15 @@
 //! are in Nango's shape and with Nango's codes.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use super::control::{blocking, json_body, not_found};
-use super::{internal, openapi, parse_params, shorten, ApiError, ApiState, ListParams};
+use super::{internal, openapi, parse_params, shorten, ApiError, ApiState, KeyRefusal, ListParams};
 use crate::schedule;
 use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Outcome, Scope};
 use crate::time::every::format_every;
@@ -114,23 +112,14 @@ async fn require_key(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<Response, NangoError> {
-    let Some(expected) = &state.api_key_hash else { return Ok(next.run(request).await) };
     let unauthorized = |code, message: &str| NangoError::new(StatusCode::UNAUTHORIZED, code, message);
-    let Some(given) = request.headers().get(header::AUTHORIZATION) else {
-        return Err(unauthorized("missing_auth_header", "send `Authorization: Bearer <api key>`"));
-    };
-    let key = given
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty())
-        .map(|(_, key)| key.trim());
-    let Some(key) = key else {
-        return Err(unauthorized("malformed_auth_header", "the Authorization header must be `Bearer <api key>`"));
-    };
-    if !bool::from(Sha256::digest(key.as_bytes()).as_slice().ct_eq(expected)) {
-        return Err(unauthorized("unknown_account", "no account has this key"));
-    }
+    state.check_key(request.headers()).map_err(|refusal| match refusal {
+        KeyRefusal::Missing => unauthorized("missing_auth_header", "send `Authorization: Bearer <api key>`"),
+        KeyRefusal::Malformed => {
+            unauthorized("malformed_auth_header", "the Authorization header must be `Bearer <api key>`")
+        }
+        KeyRefusal::Wrong => unauthorized("unknown_account", "no account has this key"),
+    })?;
     Ok(next.run(request).await)
 }
 
