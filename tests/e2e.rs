@@ -10,6 +10,7 @@ mod limits;
 mod nango;
 mod real_quickbooks;
 mod resilience;
+mod store_faults;
 mod sync;
 mod unattended;
 mod wasi;

@@ -3,7 +3,7 @@
 //! one by one.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -19,6 +19,8 @@ struct Metrics {
     webhook_deliveries: IntCounterVec,
     notifications: IntCounterVec,
     connections: IntGaugeVec,
+    store_up: IntGauge,
+    store_errors: IntCounterVec,
 }
 
 fn metrics() -> &'static Metrics {
@@ -70,6 +72,14 @@ fn metrics() -> &'static Metrics {
         let connections = IntGaugeVec::new(Opts::new("sync_connections", "Connections, by status."), &["status"])
             .expect("a valid metric");
         registry.register(Box::new(connections.clone())).expect("registered once");
+        let store_up = IntGauge::new("sync_store_up", "1 if the store answered the last scrape, 0 if it did not.")
+            .expect("a valid metric");
+        registry.register(Box::new(store_up.clone())).expect("registered once");
+        let store_errors = counter(
+            "sync_store_errors_total",
+            "Store calls refused by the database's state, by kind (unavailable, full, read_only).",
+            &["kind"],
+        );
         Metrics {
             registry,
             runs,
@@ -82,6 +92,8 @@ fn metrics() -> &'static Metrics {
             webhook_deliveries,
             notifications,
             connections,
+            store_up,
+            store_errors,
         }
     })
 }
@@ -124,10 +136,28 @@ pub fn notification(result: &str) {
     metrics().notifications.with_label_values(&[result]).inc();
 }
 
-/// The text exposition, with the connections gauge set from `by_status`.
-pub fn render(by_status: &[(&str, i64)]) -> String {
+/// A store call failed because of the database's state (unreachable, busy,
+/// full, read-only); other failures are not counted here.
+pub fn store_error(error: &crate::store::StoreError) {
+    use crate::store::StoreError;
+    let kind = match error {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Full(_) => "full",
+        StoreError::ReadOnly(_) => "read_only",
+        _ => return,
+    };
+    metrics().store_errors.with_label_values(&[kind]).inc();
+}
+
+/// The text exposition, with the connections gauge set from `by_status`,
+/// or, when the store could not be read (`None`), `sync_store_up` 0 and the
+/// connections gauge as last read: the process's own counters are served
+/// while the store is away.
+pub fn render(by_status: Option<&[(&str, i64)]>) -> String {
     let m = metrics();
+    m.store_up.set(i64::from(by_status.is_some()));
     for status in ["idle", "running", "paused", "needs_reauth", "failing"] {
+        let Some(by_status) = by_status else { break };
         let n = by_status.iter().filter(|(s, _)| *s == status).map(|(_, n)| n).sum();
         m.connections.with_label_values(&[status]).set(n);
     }

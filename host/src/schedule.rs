@@ -85,6 +85,19 @@ pub fn next_after_interval_change(
     }
 }
 
+/// After the wall clock stepped back (or at start-up, when it may have
+/// while the host was down): a next run further ahead than the interval
+/// (for a failing connection, the interval plus the longest backoff) was
+/// set by the clock before the step, and would postpone the run by as much
+/// as the clock moved. Returns the time to set instead, now plus the
+/// interval; `None` when the next run stands.
+pub fn cap_after_clock_step(next_us: Option<i64>, now_us: i64, interval: Duration, failing: bool) -> Option<i64> {
+    let next = next_us?;
+    let slack = if failing { MAX_FAILURE_BACKOFF } else { Duration::ZERO };
+    let latest = now_us.saturating_add(micros(interval)).saturating_add(micros(slack));
+    (next > latest).then(|| now_us.saturating_add(micros(interval)))
+}
+
 /// `base` doubled for each attempt after the first (`attempt` counts from
 /// 1; 0 is taken as 1), at most `max`. Runs, provider retries and webhook
 /// deliveries all back off this way.
@@ -157,6 +170,18 @@ mod tests {
         assert_eq!(next_after_interval_change(Some(5 * S), 9 * S, hour, Some(99 * S), false), Some(3605 * S));
         assert_eq!(next_after_interval_change(None, 9 * S, hour, None, false), Some(3609 * S));
         assert_eq!(next_after_interval_change(Some(5 * S), 9 * S, hour, Some(99 * S), true), Some(99 * S));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_postpones_no_run_by_more_than_its_interval() {
+        let ten = Duration::from_secs(10);
+        // Set at 7200 s for 7210 s; the clock went back two hours to 0 s.
+        assert_eq!(cap_after_clock_step(Some(7210 * S), 0, ten, false), Some(10 * S));
+        assert_eq!(cap_after_clock_step(Some(10 * S), 0, ten, false), None, "one interval ahead stands");
+        assert_eq!(cap_after_clock_step(None, 0, ten, false), None, "no time: as soon as possible already");
+        // A failing connection's backoff (up to an hour) is no clock step.
+        assert_eq!(cap_after_clock_step(Some(3610 * S), 0, ten, true), None);
+        assert_eq!(cap_after_clock_step(Some(7210 * S), 0, ten, true), Some(10 * S));
     }
 
     #[test]

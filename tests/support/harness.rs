@@ -71,6 +71,21 @@ impl Harness {
         }
     }
 
+    /// Starts `fake` on loopback with the database at `db` (a SQLite file a
+    /// test placed itself, or a PostgreSQL server of its own).
+    pub fn at(fake: FakeQbo, db: &str) -> Self {
+        let server = fake.start().expect("fake QuickBooks starts");
+        Harness {
+            base_url: server.base_url(),
+            fake,
+            _server: Some(server),
+            db_location: db.to_owned(),
+            _postgres: None,
+            _dir: None,
+            connection: "default".into(),
+        }
+    }
+
     /// Starts another company's fake on loopback, sharing `other`'s database.
     pub fn sharing(fake: FakeQbo, other: &Harness, connection: &str) -> Self {
         let server = fake.start().expect("fake QuickBooks starts");

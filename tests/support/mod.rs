@@ -1,7 +1,8 @@
 //! Shared harness of the end-to-end tests, a module per concern:
 //! `artifacts` (the components and binaries, built once), `harness` (a
 //! test's fake company, database and connection, compared with the store),
-//! `postgres` (the PostgreSQL backend and a database per test), `processes`
+//! `postgres` (the PostgreSQL backend and a database per test),
+//! `private_postgres` (a server of a test's own, to stop and restart), `processes`
 //! (the command line, `serve`, API clients, a webhook receiver), `model`
 //! (the Customer model, written independently of the guest), `openapi`
 //! (answers checked against the document) and `nango` (Nango's own Node SDK,
@@ -32,6 +33,7 @@ mod model;
 mod nango;
 mod openapi;
 mod postgres;
+mod private_postgres;
 mod processes;
 
 pub use artifacts::*;
@@ -40,4 +42,5 @@ pub use model::*;
 pub use nango::*;
 pub use openapi::*;
 pub use postgres::*;
+pub use private_postgres::*;
 pub use processes::*;

@@ -208,7 +208,7 @@ pub(super) fn conflict(code: &'static str, message: String) -> ApiError {
 }
 
 pub(super) fn store(error: StoreError) -> ApiError {
-    internal(error)
+    super::store_failed(error)
 }
 
 /// Runs blocking store work off the async workers.
@@ -219,7 +219,23 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl ApiState {
+    /// `connection` as this process knows it: failing, if the store refused
+    /// to hold a failed run of it (docs/store.md, "When the store fails").
+    pub(super) fn with_unwritten_failure(&self, mut connection: Connection) -> Connection {
+        let unwritten = self.control.unrecorded.as_ref().and_then(|u| u.status(&connection.id));
+        if let Some(failure) = unwritten {
+            if connection.status != ConnectionStatus::NeedsReauth {
+                connection.status = ConnectionStatus::Failing;
+                connection.status_message = Some(failure.error);
+                connection.failures = failure.failures;
+                connection.next_run_at_us = Some(failure.retry_at_us);
+            }
+        }
+        connection
+    }
+
     fn view(&self, connection: Connection) -> Result<ConnectionView, ApiError> {
+        let connection = self.with_unwritten_failure(connection);
         let (mut last, _) = self.db.runs.list(&connection.id, None, 5).map_err(store)?;
         last.retain(|run| run.outcome.is_some());
         let every = schedule::interval_in_force(connection.every, self.control.component_interval);

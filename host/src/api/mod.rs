@@ -73,6 +73,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid header"));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.into());
+        }
         response
     }
 }
@@ -235,6 +238,9 @@ pub struct Control {
     pub verifier_token: Option<String>,
     /// The name of the component's sync, as Nango's routes name it.
     pub sync_name: String,
+    /// The failed runs the store refused to hold, shown in place of the
+    /// stored status until it takes them (none without `--schedule`).
+    pub unrecorded: Option<Arc<crate::runs::Unrecorded>>,
 }
 
 /// Shared state of the API server.
@@ -324,6 +330,22 @@ pub fn request_body(
     })
 }
 
+/// How long a client is told to wait (`Retry-After`) when the store is away.
+pub const STORE_RETRY_AFTER_SECS: u32 = 5;
+
+/// A store failure as the caller sees it: the database unreachable, busy,
+/// full or read-only is 503 `store_unavailable` with `Retry-After` and the
+/// cause (which names no secret: the store's texts never hold a password);
+/// anything else is [`internal`]. Logged either way.
+pub fn store_failed(error: crate::store::StoreError) -> ApiError {
+    if !error.is_transient() {
+        return internal(error);
+    }
+    crate::metrics::store_error(&error);
+    tracing::warn!(target: "api", "{error}");
+    ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "store_unavailable", message: error.to_string() }
+}
+
 /// A failure of the host's own, logged; the caller learns only that it happened.
 pub fn internal(error: impl std::fmt::Display) -> ApiError {
     tracing::error!(target: "api", "{error}");
@@ -406,7 +428,16 @@ async fn require_api_key(
 async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let db = state.db.clone();
     let by_status = tokio::task::spawn_blocking(move || {
-        let connections = db.connections.list().map_err(internal)?;
+        let connections = match db.connections.list() {
+            Ok(connections) => connections,
+            // The process's counters still answer; `sync_store_up` says the rest.
+            Err(error) if error.is_transient() => {
+                crate::metrics::store_error(&error);
+                tracing::warn!(target: "api", "metrics without the connections gauge: {error}");
+                return Ok(None);
+            }
+            Err(error) => return Err(internal(error)),
+        };
         let mut counts: Vec<(&'static str, i64)> = Vec::new();
         for connection in connections {
             let status = if connection.paused { "paused" } else { connection.status.as_str() };
@@ -415,11 +446,12 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
                 None => counts.push((status, 1)),
             }
         }
-        Ok::<_, ApiError>(counts)
+        Ok::<_, ApiError>(Some(counts))
     })
     .await
     .map_err(internal)??;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&by_status)).into_response())
+    let text = crate::metrics::render(by_status.as_deref());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// This document.
@@ -497,7 +529,7 @@ async fn list(
     let response = tokio::task::spawn_blocking(move || {
         let store = &state.db.records;
         {
-            if !store.connection_exists(&connection).map_err(internal)? {
+            if !store.connection_exists(&connection).map_err(store_failed)? {
                 let message = if named {
                     format!("`Connection-Id` `{}` has never been synced", shorten(&connection))
                 } else {
@@ -527,7 +559,7 @@ fn page(db: &Store, scope: Scope, params: ListParams) -> Result<ListResponse, Ap
         ids: params.ids,
         limit: params.limit,
     };
-    let page = db.records.list(&scope, &query).map_err(internal)?;
+    let page = db.records.list(&scope, &query).map_err(store_failed)?;
     let next_cursor = match (page.has_more, page.records.last()) {
         (true, Some(last)) => {
             Some(encode_cursor(&Position { last_modified_us: last.last_modified_us, id: last.id.clone() }))

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use super::control::{blocking, json_body, not_found};
-use super::{internal, openapi, parse_params, shorten, ApiError, ApiState, KeyRefusal, ListParams};
+use super::{openapi, parse_params, shorten, store_failed, ApiError, ApiState, KeyRefusal, ListParams};
 use crate::schedule;
 use crate::store::{Connection, ConnectionStatus, ConnectionUpdate, Outcome, Scope};
 use crate::time::every::format_every;
@@ -75,7 +75,12 @@ impl IntoResponse for NangoError {
         if !self.errors.is_empty() {
             error["errors"] = Value::Array(self.errors);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            let wait = super::STORE_RETRY_AFTER_SECS.into();
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, wait);
+        }
+        response
     }
 }
 
@@ -132,7 +137,7 @@ fn pairs(query: Option<String>) -> Vec<(String, String)> {
 /// The connection named by Nango's pair (integration, connection id), if it
 /// is one of this host's.
 fn named(state: &ApiState, integration: &str, id: &str) -> Result<Connection, ApiError> {
-    match state.db.connections.get(id).map_err(internal)? {
+    match state.db.connections.get(id).map_err(store_failed)? {
         Some(connection) if connection.integration_key() == integration => Ok(connection),
         _ => Err(unknown_connection(format!(
             "no connection `{}` of the integration `{}`",
@@ -148,7 +153,7 @@ fn targets(state: &ApiState, integration: &str, id: Option<&str>) -> Result<Vec<
     if let Some(id) = id {
         return Ok(vec![named(state, integration, id)?]);
     }
-    let all = state.db.connections.list().map_err(internal)?;
+    let all = state.db.connections.list().map_err(store_failed)?;
     let of_integration: Vec<Connection> = all.into_iter().filter(|c| c.integration_key() == integration).collect();
     if of_integration.is_empty() {
         return Err(unknown_connection(format!("the integration `{}` has no connection", shorten(integration))));
@@ -380,7 +385,7 @@ async fn set_paused(state: ApiState, request: SyncRequest, paused: bool) -> Resu
                 .db
                 .connections
                 .update(&connection.id, &update)
-                .map_err(internal)?
+                .map_err(store_failed)?
                 .ok_or_else(|| not_found(&connection.id))?;
         }
         if !paused {
@@ -433,18 +438,22 @@ async fn status(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Res
 impl ApiState {
     /// One entry of `GET /sync/status` (docs/nango.md, "Sync status").
     fn sync_status(&self, connection: Connection) -> Result<Value, ApiError> {
+        let connection = self.with_unwritten_failure(connection);
         let sync = self.sync_name().to_owned();
-        let (runs, _) = self.db.runs.list(&connection.id, None, 5).map_err(internal)?;
+        let (runs, _) = self.db.runs.list(&connection.id, None, 5).map_err(store_failed)?;
         let in_flight = runs.first().is_some_and(|r| r.outcome.is_none());
         let finished = runs.iter().find(|r| r.outcome.is_some());
         let checkpoint =
-            self.db.run_writes().and_then(|mut w| w.checkpoints.get(&connection.id, &sync)).map_err(internal)?;
+            self.db.run_writes().and_then(|mut w| w.checkpoints.get(&connection.id, &sync)).map_err(store_failed)?;
         let status = if connection.paused {
             "PAUSED"
         } else if connection.status == ConnectionStatus::Running || in_flight {
             "RUNNING"
         } else if connection.status == ConnectionStatus::NeedsReauth {
             "STOPPED"
+        } else if self.control.unrecorded.as_ref().is_some_and(|u| u.status(&connection.id).is_some()) {
+            // Failed, and the store has not taken it yet.
+            "ERROR"
         } else {
             match finished.and_then(|r| r.outcome) {
                 Some(Outcome::Failure) => "ERROR",
@@ -476,7 +485,7 @@ impl ApiState {
                 );
             }
             let scope = Scope { connection: connection.id.clone(), model: model.clone() };
-            record_count.insert(model.clone(), self.db.records.count(&scope).map_err(internal)?.into());
+            record_count.insert(model.clone(), self.db.records.count(&scope).map_err(store_failed)?.into());
         }
         let every = schedule::interval_in_force(connection.every, self.control.component_interval);
         let next = (!connection.paused && connection.status != ConnectionStatus::NeedsReauth)

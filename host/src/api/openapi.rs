@@ -35,6 +35,7 @@ struct Base;
 /// The name of the security scheme of the API key.
 const BEARER: &str = "bearerAuth";
 const ERROR: &str = "#/components/responses/Error";
+const STORE_UNAVAILABLE: &str = "#/components/responses/StoreUnavailable";
 
 /// The document, as served: `protected` is what the API key guards (its
 /// operations get the security requirement and the 401 answer when the
@@ -59,8 +60,20 @@ pub(super) fn document(protected: OpenApi, public: OpenApi, state: &ApiState) ->
             }
             // Every operation but this document reads the store.
             operation["responses"]["500"] = json!({"$ref": ERROR});
+            operation["responses"]["503"] = json!({"$ref": STORE_UNAVAILABLE});
         }
     }
+    // The error answer, with the wait the client is told (docs/store.md,
+    // "When the store fails").
+    let mut unavailable = document["components"]["responses"]["Error"].clone();
+    unavailable["description"] = "The store is unreachable, busy, full or read-only (`store_unavailable`); \
+         the same request succeeds once it is back."
+        .into();
+    unavailable["headers"] = json!({"Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }});
+    document["components"]["responses"]["StoreUnavailable"] = unavailable;
     if keyed {
         document["components"]["securitySchemes"] = json!({ BEARER: {"type": "http", "scheme": "bearer"} });
     }

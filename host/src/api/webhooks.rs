@@ -16,7 +16,7 @@ use axum::Json;
 use secrecy::ExposeSecret;
 use std::collections::BTreeSet;
 
-use super::{internal, ApiError, ApiState};
+use super::{internal, store_failed, ApiError, ApiState};
 use crate::providers::Provider;
 
 /// The answer to a notification that verified.
@@ -70,7 +70,7 @@ pub(super) async fn notification(
         if global.as_deref().is_some_and(|token| provider.verify(token, &body, &signature)) {
             signers.push(None);
         }
-        let own_tokens = db.connections.verifier_tokens().map_err(internal)?;
+        let own_tokens = db.connections.verifier_tokens().map_err(store_failed)?;
         signers.extend(
             own_tokens
                 .iter()
@@ -96,7 +96,7 @@ pub(super) async fn notification(
                     account_key: provider.account_key(),
                     account,
                 };
-                ids.extend(connections.notify(&route, now, signer.as_deref()).map_err(internal)?);
+                ids.extend(connections.notify(&route, now, signer.as_deref()).map_err(store_failed)?);
             }
             if ids.is_empty() {
                 tracing::info!(target: "webhooks", provider = provider.name(), account = %account, entity = %entity, "notification for an account no connection syncs: ignored");

@@ -238,6 +238,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let report = report.context("full sync failed")?;
     println!("full sync: {} in {:.2?}", report.to_json(), report.elapsed);
 
+    let unrecorded = runner.unrecorded();
     let scheduler = Scheduler::new(runner, defaults, 2, Duration::from_secs(1));
     let deliverer = Deliverer::new(db.clone(), None, Default::default());
     let control = Control {
@@ -245,6 +246,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         component_interval: runtime.metadata().interval(),
         verifier_token: Some(DEMO_VERIFIER.into()),
         sync_name: runtime.metadata().name.clone(),
+        unrecorded: Some(unrecorded),
     };
     let state = ApiState::new(db.clone(), None, runtime.metadata().endpoints.clone()).with_control(control);
     tokio.block_on(async move {

@@ -229,6 +229,11 @@ struct ServeArgs {
     /// Runs in flight at once in this process (at least 1).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
+    /// At start-up, how long to wait for a database that cannot be reached
+    /// (PostgreSQL restarting, say), trying again with a growing pause, before
+    /// giving up; 0: give up at once.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    store_wait_secs: u64,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -498,15 +503,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     refuse_credentials_in_url("--webhook-url", args.webhooks.webhook_url.as_deref())?;
-    let db = store::open(&args.db, OpenMode::MustExist)?;
+    let db = store::open_waiting(&args.db, OpenMode::MustExist, Duration::from_secs(args.store_wait_secs))?;
     let runtime = load_component(args.component)?;
     let webhooks = args.webhooks.clone();
+    let mut unrecorded = None;
     let scheduler = args.schedule.then(|| {
         let runner = Arc::new(
             Runner::new(runtime.clone(), db.clone())
                 .with_webhook_url(webhooks.webhook_url.clone())
                 .with_webhook_format(webhooks.webhook_format),
         );
+        unrecorded = Some(runner.unrecorded());
         Scheduler::new(
             runner,
             args.limits.defaults(),
@@ -528,6 +535,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         component_interval: runtime.metadata().interval(),
         verifier_token: webhooks.qbo_verifier_token.map(|s| s.0.expose_secret().to_owned()),
         sync_name: runtime.metadata().name.clone(),
+        unrecorded,
     };
     let state = ApiState::new(db.clone(), args.api_key, runtime.metadata().endpoints.clone()).with_control(control);
     let tokio = tokio::runtime::Runtime::new()?;

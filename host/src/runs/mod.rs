@@ -2,7 +2,10 @@
 //! the benchmarks and the tests start it: take the connection's run lock,
 //! build the capabilities from the connection and the database, run the
 //! component, report. For a stored connection, also its run history and its
-//! status and next run (docs/connections.md).
+//! status and next run (docs/connections.md), and, when the store refuses
+//! them, what it would not hold (`unrecorded`, docs/store.md).
+
+pub mod unrecorded;
 
 use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
@@ -19,10 +22,12 @@ use crate::provider::{Credentials, OAuthCredentials, Pacers, ProviderClient, Quo
 use crate::runtime::{Capabilities, InstanceLimits, RunFailure, RunReport, SyncRuntime};
 use crate::schedule;
 use crate::store::{
-    Connection, ConnectionStatus, ConnectionUpdate, Outcome, RunEnd, RunRecord, Store, StoreError, StoredCredentials,
-    Trigger, WebhookFormat,
+    BatchOutcome, Connection, ConnectionStatus, ConnectionUpdate, Outcome, RunEnd, RunRecord, Store, StoreError,
+    StoredCredentials, Trigger, WebhookFormat,
 };
 use crate::time::now_us;
+use unrecorded::UnqueuedWebhook;
+pub use unrecorded::{Unrecorded, UnwrittenStatus};
 
 /// Every limit of a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,6 +100,8 @@ pub struct Runner {
     default_webhook_url: Option<String>,
     /// The format of the webhooks of connections that name none.
     default_webhook_format: WebhookFormat,
+    /// What the store refused to hold of failed runs, until it takes it.
+    unrecorded: Arc<Unrecorded>,
 }
 
 fn store_failure(error: StoreError) -> RunFailure {
@@ -110,6 +117,28 @@ impl Runner {
             stop: StopSignal::default(),
             default_webhook_url: None,
             default_webhook_format: WebhookFormat::default(),
+            unrecorded: Arc::default(),
+        }
+    }
+
+    /// What the store refused to hold of this runner's failed runs (the API
+    /// shows it in place of the stored status; the scheduler waits out its
+    /// backoff).
+    pub fn unrecorded(&self) -> Arc<Unrecorded> {
+        self.unrecorded.clone()
+    }
+
+    /// Writes what failed runs left unwritten, for each connection whose run
+    /// lock is free; what the store still refuses stays kept.
+    pub fn write_unrecorded(&self) {
+        for id in self.unrecorded.connections() {
+            let Ok(Some(_lease)) = self.db.locks.try_lock_run(&id) else { continue };
+            match self.unrecorded.write(&id, &self.db) {
+                Ok(()) => {
+                    tracing::info!(target: "runs", connection = %id, "wrote the failed runs the store had refused")
+                }
+                Err(e) => tracing::debug!(target: "runs", connection = %id, "the store still refuses: {e}"),
+            }
         }
     }
 
@@ -136,9 +165,30 @@ impl Runner {
         schedule::interval_in_force(connection.every, self.runtime.metadata().interval())
     }
 
+    /// Brings forward the next runs a clock stepped back would postpone by
+    /// more than their interval ([`schedule::cap_after_clock_step`]).
+    /// Returns how many it moved.
+    pub fn cap_schedule_after_clock_step(&self, now_us: i64) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for connection in self.db.connections.list()? {
+            let failing = connection.status == ConnectionStatus::Failing;
+            let interval = self.interval(&connection);
+            if let Some(next) = schedule::cap_after_clock_step(connection.next_run_at_us, now_us, interval, failing) {
+                let update = ConnectionUpdate { next_run_at_us: Some(Some(next)), ..Default::default() };
+                self.db.connections.update(&connection.id, &update)?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
     /// The run of a stored connection: its provider, configuration and credentials.
     pub fn spec_for(&self, connection: &Connection, defaults: &RunDefaults) -> Result<ConnectionSpec, RunFailure> {
-        let stored = self.db.connections.credentials(&connection.id).map_err(store_failure)?;
+        self.stored_spec(connection, defaults).map_err(store_failure)
+    }
+
+    fn stored_spec(&self, connection: &Connection, defaults: &RunDefaults) -> Result<ConnectionSpec, StoreError> {
+        let stored = self.db.connections.credentials(&connection.id)?;
         let credentials: Arc<dyn Credentials> = match stored {
             Some(StoredCredentials::OAuth { .. }) => Arc::new(OAuthCredentials::new(&connection.id, self.db.clone())),
             Some(StoredCredentials::AccessToken(token)) => {
@@ -191,52 +241,36 @@ impl Runner {
         progress: Option<Progress>,
         only_if_due: Option<Duration>,
     ) -> Result<RunReport, RunFailure> {
-        let Some(lease) = self.db.locks.try_lock_run(id).map_err(store_failure)? else {
-            return Err(RunFailure::Busy(id.to_owned()));
+        let started_us = now_us();
+        let lease = match self.db.locks.try_lock_run(id) {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return Err(RunFailure::Busy(id.to_owned())),
+            Err(error) => return Err(self.unbegun(id, trigger, started_us, None, error, defaults)),
         };
+        // What an earlier failure left unwritten goes first: its end before
+        // this run's start, which would otherwise close it as abandoned.
+        if let Err(error) = self.unrecorded.write(id, &self.db) {
+            return Err(self.unbegun(id, trigger, started_us, None, error, defaults));
+        }
         // Read under the lock: the run before this one may have ended since
         // the caller looked.
-        let connection = self
-            .db
-            .connections
-            .get(id)
-            .map_err(store_failure)?
-            .ok_or_else(|| RunFailure::Host(anyhow::anyhow!("no connection `{id}` in {}", self.db.describe())))?;
+        let connection = match self.db.connections.get(id) {
+            Ok(Some(connection)) => connection,
+            Ok(None) => {
+                return Err(RunFailure::Host(anyhow::anyhow!("no connection `{id}` in {}", self.db.describe())));
+            }
+            Err(error) => return Err(self.unbegun(id, trigger, started_us, None, error, defaults)),
+        };
         if let Some(quiet) = only_if_due {
             if schedule::due(&connection.timing(), now_us(), quiet).is_none() {
                 return Err(RunFailure::NotDue(id.to_owned()));
             }
         }
-        let trigger = if only_if_due.is_some() && trigger == Trigger::Schedule && connection.next_run_at_us.is_none() {
-            // No time set: never run since it was added (a connection removed
-            // and added again keeps its history), or asked for by `POST
-            // /sync` (which clears the time so the scheduler takes it at once).
-            // Only then is the history read.
-            let (newest, _) = self.db.runs.list(id, None, 1).map_err(store_failure)?;
-            let never_ran = newest.first().is_none_or(|run| run.started_us < connection.created_us);
-            if never_ran {
-                Trigger::Schedule
-            } else {
-                Trigger::Api
-            }
-        } else {
-            trigger
+        let begun = self.begin(&connection, trigger, only_if_due.is_some(), defaults);
+        let (run, abandoned_since, spec) = match begun {
+            Ok(begun) => begun,
+            Err(error) => return Err(self.unbegun(id, trigger, started_us, Some(&connection), error, defaults)),
         };
-        let spec = self.spec_for(&connection, defaults)?;
-        let run = RunRecord {
-            id: new_run_id(),
-            connection: id.to_owned(),
-            trigger,
-            started_us: now_us(),
-            ended_us: None,
-            outcome: None,
-            summary: None,
-            error: None,
-            worker: Some(worker()),
-        };
-        // The lock was free: a run of this connection without an end died,
-        // and what it stored was never told; this run's webhook covers it.
-        let abandoned_since = self.db.runs.begin(&run).map_err(store_failure)?;
         // Nango's webhooks say whether a run started from nothing (a first
         // run, or one after a reset): no checkpoint yet.
         let initial = self.webhook_format(&connection) == WebhookFormat::Nango
@@ -251,10 +285,91 @@ impl Runner {
         let tally = Tally::default();
         let result = self.execute(&spec, &run.id, progress, tally.clone());
         // Recorded before the lock goes, so no worker sees it due again.
-        self.record_end(&connection, &run, &result, defaults);
+        let result = self.record_end(&connection, &run, result, defaults);
         drop(lease);
         self.tell(&connection, &run, Told { abandoned_since, initial }, &result, &tally);
         result
+    }
+
+    /// The run's record, begun in the history, with when the oldest run
+    /// that died untold started, and what it runs.
+    fn begin(
+        &self,
+        connection: &Connection,
+        trigger: Trigger,
+        scheduled: bool,
+        defaults: &RunDefaults,
+    ) -> Result<(RunRecord, Option<i64>, ConnectionSpec), StoreError> {
+        let trigger = if scheduled && trigger == Trigger::Schedule && connection.next_run_at_us.is_none() {
+            // No time set: never run since it was added (a connection removed
+            // and added again keeps its history), or asked for by `POST
+            // /sync` (which clears the time so the scheduler takes it at once).
+            // Only then is the history read.
+            let (newest, _) = self.db.runs.list(&connection.id, None, 1)?;
+            let never_ran = newest.first().is_none_or(|run| run.started_us < connection.created_us);
+            if never_ran {
+                Trigger::Schedule
+            } else {
+                Trigger::Api
+            }
+        } else {
+            trigger
+        };
+        let spec = self.stored_spec(connection, defaults)?;
+        let run = RunRecord {
+            id: new_run_id(),
+            connection: connection.id.clone(),
+            trigger,
+            started_us: now_us(),
+            ended_us: None,
+            outcome: None,
+            summary: None,
+            error: None,
+            worker: Some(worker()),
+        };
+        // The lock was free: a run of this connection without an end died,
+        // and what it stored was never told; this run's webhook covers it.
+        let abandoned_since = self.db.runs.begin(&run)?;
+        Ok((run, abandoned_since, spec))
+    }
+
+    /// A run the store would not let begin: a failed run all the same
+    /// (counted, backed off, told when a webhook can be queued), kept here
+    /// until the store takes it.
+    fn unbegun(
+        &self,
+        id: &str,
+        trigger: Trigger,
+        started_us: i64,
+        connection: Option<&Connection>,
+        error: StoreError,
+        defaults: &RunDefaults,
+    ) -> RunFailure {
+        crate::metrics::store_error(&error);
+        crate::metrics::run_ended("failure", 0.0, &BatchOutcome::default());
+        let ended = now_us();
+        let run = RunRecord {
+            id: new_run_id(),
+            connection: id.to_owned(),
+            trigger,
+            started_us,
+            ended_us: Some(ended),
+            outcome: Some(Outcome::Failure),
+            summary: None,
+            error: Some(error.to_string()),
+            worker: Some(worker()),
+        };
+        let stored_failures = connection.map_or(0, |c| c.failures);
+        let base = defaults.failure_backoff;
+        self.unrecorded.keep_run(id, run.clone(), false, stored_failures, |failures| {
+            schedule::next_after_failure(ended, failures, base)
+        });
+        let failure = store_failure(error);
+        if let Some(connection) = connection {
+            let told = Told { abandoned_since: None, initial: false };
+            self.tell(connection, &run, told, &Err(RunFailure::Host(anyhow::anyhow!("{failure}"))), &Tally::default());
+        }
+        failure
     }
 
     /// Queues the webhooks of a run that changed something, or failed
@@ -309,30 +424,35 @@ impl Runner {
                 }
             };
             if let Err(e) = self.db.deliveries.enqueue(&connection.id, Some(&run.id), &url, &body, format) {
-                tracing::error!(target: "webhooks", connection = %connection.id, "cannot queue a webhook: {e}");
+                // Kept, and queued as soon as the store takes writes again.
+                tracing::error!(target: "webhooks", connection = %connection.id, "cannot queue a webhook, kept to queue later: {e}");
+                let webhook = UnqueuedWebhook { run: run.id.clone(), url: url.clone(), body, format };
+                self.unrecorded.keep_webhook(&connection.id, webhook);
             }
         }
     }
 
     /// Writes how a run ended to the history and the connection's schedule.
-    /// A failure to write is logged: the run's own result stands.
+    /// When the store refuses, the run is a failed run (a successful one
+    /// fails with the store's error; a failed one keeps its own), and its
+    /// end is kept until the store takes it.
     fn record_end(
         &self,
         connection: &Connection,
         run: &RunRecord,
-        result: &Result<RunReport, RunFailure>,
+        result: Result<RunReport, RunFailure>,
         defaults: &RunDefaults,
-    ) {
+    ) -> Result<RunReport, RunFailure> {
         let ended = now_us();
         // The connection as it is now: its interval may have changed during
         // the run (`PATCH`), and the next run follows the new one.
         let current = self.db.connections.get(&connection.id).ok().flatten();
         let interval = self.interval(current.as_ref().unwrap_or(connection));
-        let (outcome, summary, error) = match result {
+        let (outcome, summary, error) = match &result {
             Ok(report) => (Outcome::Success, Some(report.to_json()), None),
             Err(failure) => (Outcome::Failure, None, Some(failure.to_string())),
         };
-        let update = match result {
+        let update = match &result {
             Ok(_) => ConnectionUpdate {
                 status: Some(ConnectionStatus::Idle),
                 status_message: Some(None),
@@ -374,10 +494,23 @@ impl Runner {
             summary: summary.as_deref(),
             error: error.as_deref(),
         };
-        let written = self.db.runs.end(&end, &update);
-        if let Err(e) = written {
-            tracing::error!(target: "runs", connection = %connection.id, run = %run.id, "cannot record the run's end: {e}");
-        }
+        let Err(refused) = self.db.runs.end(&end, &update) else { return result };
+        tracing::error!(target: "runs", connection = %connection.id, run = %run.id, "cannot record the run's end, kept to record later: {refused}");
+        crate::metrics::store_error(&refused);
+        let result = match result {
+            // Stopped for a shutdown: the next start closes it as abandoned.
+            Err(RunFailure::Interrupted(_)) => return result,
+            Ok(_) => Err(store_failure(refused)),
+            failed => failed,
+        };
+        let error = result.as_ref().err().map(ToString::to_string);
+        let ended_run =
+            RunRecord { ended_us: Some(ended), outcome: Some(Outcome::Failure), summary, error, ..run.clone() };
+        let base = defaults.failure_backoff;
+        self.unrecorded.keep_run(&connection.id, ended_run, true, connection.failures, |failures| {
+            schedule::next_after_failure(ended, failures, base)
+        });
+        result
     }
 
     pub fn runtime(&self) -> &SyncRuntime {

@@ -3,9 +3,14 @@
 //! the others (each run has its own worker); never two runs of one
 //! connection (the run lock, across processes too); on shutdown, the runs in
 //! flight stop at their next provider request, their stored pages and
-//! checkpoints committed.
+//! checkpoints committed. When the store refuses writes, a failed run's
+//! backoff is kept in memory (`runs::unrecorded`), so the connection waits
+//! it out instead of running again at once; when the wall clock steps
+//! back, next runs it would postpone by more than their interval are
+//! brought forward (docs/connections.md, "Scheduling").
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -19,6 +24,9 @@ use crate::time::now_us;
 
 /// How often the scheduler looks for due connections when nothing wakes it.
 const POLL: Duration = Duration::from_secs(1);
+/// The wall clock moved back by more than this since the last look: a step,
+/// not the drift of a poll.
+const CLOCK_STEP: Duration = Duration::from_secs(2);
 
 /// The scheduler of one host process.
 pub struct Scheduler {
@@ -31,6 +39,8 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     /// Connections with a run in flight in this process.
     running: Mutex<HashSet<String>>,
+    /// A pass writing what the store refused of failed runs is under way.
+    writing_unrecorded: Arc<AtomicBool>,
 }
 
 impl Scheduler {
@@ -44,6 +54,7 @@ impl Scheduler {
             quiet,
             wake: Arc::new(Notify::new()),
             running: Mutex::new(HashSet::new()),
+            writing_unrecorded: Arc::default(),
         })
     }
 
@@ -60,24 +71,52 @@ impl Scheduler {
     /// in flight and waits for them.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        // At start-up the clock may have stepped back while the host was down.
+        let mut clock = ClockWatch::new();
+        let mut clock_stepped = true;
+        // The store's failure is logged when it starts and when it ends, not
+        // on every poll.
+        let mut store_failing = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            clock_stepped |= clock.stepped_back();
             let free = self.workers.saturating_sub(tasks.len());
             if free > 0 {
                 let runner = self.runner.clone();
                 let quiet = self.quiet;
+                let cap_schedule = std::mem::take(&mut clock_stepped);
                 let due = tokio::task::spawn_blocking(move || {
                     let now = now_us();
-                    runner.database().connections.due(now, quiet).map(|due| (now, due))
+                    if cap_schedule {
+                        match runner.cap_schedule_after_clock_step(now) {
+                            Ok(0) => {}
+                            Ok(moved) => tracing::warn!(target: "scheduler", moved, "the clock stepped back: brought next runs forward to at most one interval from now"),
+                            Err(e) => {
+                                tracing::warn!(target: "scheduler", "cannot check the schedule against the clock: {e}");
+                                return Err((e, true));
+                            }
+                        }
+                    }
+                    let due = runner.database().connections.due(now, quiet).map_err(|e| (e, false))?;
+                    Ok((now, due))
                 })
                 .await;
                 match due {
                     Ok(Ok((now, due))) => {
+                        if std::mem::take(&mut store_failing) {
+                            tracing::info!(target: "scheduler", "the store answers again");
+                        }
+                        self.write_unrecorded();
+                        let unrecorded = self.runner.unrecorded();
                         for connection in due {
                             if tasks.len() >= self.workers {
                                 break;
+                            }
+                            // Its failure is not in the store: wait out its backoff here.
+                            if unrecorded.held_back(&connection.id, now) {
+                                continue;
                             }
                             if !self.running().insert(connection.id.clone()) {
                                 continue;
@@ -91,7 +130,12 @@ impl Scheduler {
                             tasks.spawn_blocking(move || scheduler.run_one(&connection.id, trigger));
                         }
                     }
-                    Ok(Err(e)) => tracing::error!(target: "scheduler", "cannot read the due connections: {e}"),
+                    Ok(Err((e, retry_clock))) => {
+                        clock_stepped |= retry_clock;
+                        if !std::mem::replace(&mut store_failing, true) {
+                            tracing::error!(target: "scheduler", "cannot read the due connections (retried every second, logged again when it answers): {e}");
+                        }
+                    }
                     Err(e) => tracing::error!(target: "scheduler", "{e}"),
                 }
             }
@@ -107,6 +151,20 @@ impl Scheduler {
         }
         self.runner.stop();
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// The store answers: writes what it refused of failed runs, on a
+    /// thread of its own (a write may wait out the busy timeout), one pass
+    /// at a time.
+    fn write_unrecorded(&self) {
+        if self.runner.unrecorded().connections().is_empty() || self.writing_unrecorded.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (runner, writing) = (self.runner.clone(), self.writing_unrecorded.clone());
+        tokio::task::spawn_blocking(move || {
+            runner.write_unrecorded();
+            writing.store(false, Ordering::SeqCst);
+        });
     }
 
     fn run_one(&self, id: &str, trigger: Trigger) {
@@ -126,5 +184,27 @@ impl Scheduler {
         }
         self.running().remove(id);
         self.wake.notify_one();
+    }
+}
+
+/// Notices the wall clock stepping back, against the monotonic clock.
+struct ClockWatch {
+    at: std::time::Instant,
+    wall_us: i64,
+}
+
+impl ClockWatch {
+    fn new() -> Self {
+        ClockWatch { at: std::time::Instant::now(), wall_us: now_us() }
+    }
+
+    /// Whether the wall clock fell behind the monotonic one by more than
+    /// [`CLOCK_STEP`] since the last call.
+    fn stepped_back(&mut self) -> bool {
+        let now = ClockWatch::new();
+        let elapsed_us = i64::try_from(now.at.duration_since(self.at).as_micros()).unwrap_or(i64::MAX);
+        let behind_us = self.wall_us.saturating_add(elapsed_us).saturating_sub(now.wall_us);
+        *self = now;
+        behind_us > CLOCK_STEP.as_micros() as i64
     }
 }

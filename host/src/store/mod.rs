@@ -35,9 +35,24 @@ pub use records::{
 };
 pub use webhooks::{Deliveries, Delivery, DeliveryStatus, WebhookFormat};
 
-/// A store failure.
+/// A store failure. The first three are the database's state, not the
+/// request's fault: they pass (docs/store.md, "When the store fails"), and
+/// the API answers them 503 with `Retry-After`, the runner fails the run and
+/// retries it after its backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database cannot be reached or is busy: PostgreSQL stopped,
+    /// restarting or refusing connections; a SQLite file whose write lock
+    /// another process held past the busy timeout.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The disk under the database is full.
+    #[error("store full: {0}")]
+    Full(String),
+    /// The database reads but refuses writes (a read-only file or mount,
+    /// PostgreSQL's `default_transaction_read_only`, a hot standby).
+    #[error("store read-only: {0}")]
+    ReadOnly(String),
     #[error("store: {0}")]
     Backend(String),
     #[error("store holds a corrupt row: {0}")]
@@ -48,6 +63,14 @@ pub enum StoreError {
     /// The listing named is not the open listing of the scope; nothing changed.
     #[error("listing {listing} of `{model}` is not open ({})", match .open { Some(open) => format!("listing {open} is"), None => "no listing is".into() })]
     NoListing { model: String, listing: u64, open: Option<u64> },
+}
+
+impl StoreError {
+    /// Whether the failure is the database's passing state (unreachable,
+    /// busy, full, read-only) rather than a fault of the request or the data.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::ReadOnly(_))
+    }
 }
 
 /// What one run writes, on one connection of the backend for the whole run:
@@ -114,4 +137,30 @@ pub fn open(location: &str, mode: OpenMode) -> Result<Store, StoreError> {
         return postgres::open(location);
     }
     sqlite::open(Path::new(location), mode)
+}
+
+/// [`open`], waiting up to `wait` for a database that cannot be reached
+/// ([`StoreError::Unavailable`]: PostgreSQL starting or restarting, say),
+/// trying again after 1, 2, 4 … seconds (at most 10), each wait logged.
+/// Any other error, or one past `wait`, is returned at once.
+pub fn open_waiting(location: &str, mode: OpenMode, wait: std::time::Duration) -> Result<Store, StoreError> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        match open(location, mode) {
+            Err(StoreError::Unavailable(why)) if started.elapsed() < wait => {
+                attempt += 1;
+                let left = wait.saturating_sub(started.elapsed());
+                let pause = crate::schedule::doubling(
+                    std::time::Duration::from_secs(1),
+                    attempt,
+                    std::time::Duration::from_secs(10),
+                )
+                .min(left);
+                tracing::warn!(target: "store", attempt, "store unavailable: {why}; trying again in {pause:?} (giving up after {wait:?})");
+                std::thread::sleep(pause);
+            }
+            other => return other,
+        }
+    }
 }

@@ -277,7 +277,7 @@ fn route(account: &str) -> super::NotificationRoute<'_> {
     super::NotificationRoute { provider: PROVIDER, account_key: ACCOUNT_KEY, account }
 }
 
-fn connection(id: &str, account: &str) -> Connection {
+pub(crate) fn connection(id: &str, account: &str) -> Connection {
     Connection {
         id: id.into(),
         provider: PROVIDER.into(),

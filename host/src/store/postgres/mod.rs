@@ -29,15 +29,50 @@ use super::sql::webhooks::SqlDeliveries;
 use super::sql::{Backend, Cell, Dialect, Row, Sql, Value};
 use super::{RunWriter, RunWrites, Store, StoreError};
 
+/// The driver's errors, named (docs/store.md, "When the store fails"): a
+/// server that is down, restarting or refusing connections is unavailable
+/// (the pool drops the broken connection and opens a new one when asked),
+/// a full disk is full, a read-only server or standby is read-only.
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        StoreError::Backend(driver_error_text(&error))
+        use tokio_postgres::error::SqlState;
+        let text = driver_error_text(&error);
+        let Some(code) = error.code() else {
+            // No answer from the server at all: the socket failed or closed.
+            return if error.is_closed() || std::error::Error::source(&error).is_some() {
+                StoreError::Unavailable(text)
+            } else {
+                StoreError::Backend(text)
+            };
+        };
+        let class = &code.code()[..2];
+        if *code == SqlState::DISK_FULL {
+            StoreError::Full(text)
+        } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            StoreError::ReadOnly(text)
+        } else if class == "08" // connection exception
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+        {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Backend(text)
+        }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        StoreError::Backend(format!("no database connection: {}", pool_error_text(&error)))
+        match error {
+            deadpool_postgres::PoolError::Backend(driver) => match StoreError::from(driver) {
+                StoreError::Unavailable(text) => StoreError::Unavailable(format!("no database connection: {text}")),
+                other => other,
+            },
+            // Timed out waiting for a connection, or creating one.
+            other => StoreError::Unavailable(format!("no database connection: {}", pool_error_text(&other))),
+        }
     }
 }
 
@@ -128,7 +163,15 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
 }
 
 /// The store and its pool (which the tests close).
-fn open_config(config: tokio_postgres::Config, shown: String) -> Result<(Store, Pool), StoreError> {
+fn open_config(mut config: tokio_postgres::Config, shown: String) -> Result<(Store, Pool), StoreError> {
+    // A server that does not answer (a host gone, a firewall dropping
+    // packets) fails a request in seconds instead of hanging it: connecting
+    // gives up after 10 s unless the URL says otherwise, and keepalives find
+    // a dead peer under an idle connection.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(30));
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(32)
@@ -138,10 +181,10 @@ fn open_config(config: tokio_postgres::Config, shown: String) -> Result<(Store, 
         .build()
         .map_err(|e| StoreError::Backend(format!("cannot set up the pool for {shown}: {e}")))?;
     wait(async {
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot connect to {shown}: {}", pool_error_text(&e))))?;
+        let mut client = pool.get().await.map_err(|e| match StoreError::from(e) {
+            StoreError::Unavailable(text) => StoreError::Unavailable(format!("cannot connect to {shown}: {text}")),
+            other => other,
+        })?;
         migrations::apply(&mut client).await
     })?;
     let backend = PgBackend { pool: pool.clone() };

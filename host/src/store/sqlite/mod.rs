@@ -20,15 +20,39 @@ use super::sql::webhooks::SqlDeliveries;
 use super::sql::{Backend, Cell, Dialect, Row, Sql, Value};
 use super::{OpenMode, RunWriter, RunWrites, Store, StoreError};
 
+/// SQLite's result codes, named (docs/store.md, "When the store fails"):
+/// the write lock held past the busy timeout is the database being busy,
+/// not broken; a full disk and a read-only file say so.
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Backend(error.to_string())
+        use rusqlite::ErrorCode;
+        let code = error.sqlite_error_code();
+        let text = error.to_string();
+        match code {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(format!("{text} (another process held its write lock past the busy timeout)"))
+            }
+            Some(ErrorCode::DiskFull) => StoreError::Full(text),
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(text),
+            // The disk full under another name: SQLite reports some failed
+            // writes (of the WAL index, say) as I/O errors.
+            Some(ErrorCode::SystemIoFailure) if last_error_was_no_space() => StoreError::Full(text),
+            _ => StoreError::Backend(text),
+        }
     }
+}
+
+/// Whether the thread's last failed system call found no space left: SQLite
+/// reports the I/O error right after it, on this thread.
+fn last_error_was_no_space() -> bool {
+    std::io::Error::last_os_error().raw_os_error() == Some(28 /* ENOSPC */)
 }
 
 impl From<r2d2::Error> for StoreError {
     fn from(error: r2d2::Error) -> Self {
-        StoreError::Backend(format!("no database connection: {error}"))
+        // r2d2 waits out its connection timeout before it says so: every
+        // connection in use, or none can be opened.
+        StoreError::Unavailable(format!("no database connection: {error}"))
     }
 }
 
