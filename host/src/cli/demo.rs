@@ -59,6 +59,17 @@ pub struct FakeArgs {
     /// Generated customers besides the 33 recorded sandbox ones.
     #[arg(long, default_value_t = 0)]
     customers: usize,
+    /// Serve this many companies, each with `--customers` generated
+    /// customers, its own quota, clock and token endpoint
+    /// (`/{realm}/oauth2/v1/tokens/bearer`); `GET /_fake/companies` lists
+    /// their realm ids. Without it: the one company `--realm-id`, with the
+    /// 33 recorded sandbox customers besides the generated ones.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    companies: Option<u32>,
+    /// With `--companies`: wait this long before answering each request, as
+    /// the round trip to Intuit's servers would.
+    #[arg(long, default_value_t = 0, requires = "companies")]
+    latency_ms: u64,
     /// Fraction of generated customers that are archived.
     #[arg(long, default_value_t = 0.1)]
     archived_fraction: f64,
@@ -105,6 +116,9 @@ fn seeded(realm_id: &str, token: &str, customers: usize, archived_fraction: f64)
 
 /// Runs the fake until interrupted; prints its base URL first.
 pub fn fake_qbo(args: FakeArgs) -> anyhow::Result<()> {
+    if let Some(count) = args.companies {
+        return fake_companies(args, count as usize);
+    }
     let fake = seeded(&args.realm_id, &args.token, args.customers, args.archived_fraction);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -128,6 +142,47 @@ pub fn fake_qbo(args: FakeArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         tokio::select! {
             result = fake.serve(listener) => result,
+            _ = super::shutdown_signal() => Ok(()),
+        }
+    })
+}
+
+/// `fake-qbo --companies N`: many companies on one address.
+fn fake_companies(args: FakeArgs, count: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.client_id.is_none() || args.refresh_token.is_some(),
+        "with --companies, give --refresh-token: every company's token endpoint accepts it once"
+    );
+    let started = std::time::Instant::now();
+    let companies = fake_qbo::FakeCompanies::generate(count, args.customers, args.archived_fraction, &args.token)
+        .with_latency(Duration::from_millis(args.latency_ms));
+    if let (Some(client_id), Some(client_secret), Some(refresh)) =
+        (&args.client_id, &args.client_secret, &args.refresh_token)
+    {
+        companies.enable_oauth(client_id, client_secret, refresh.0.expose_secret());
+        for realm in companies.realm_ids() {
+            let company = companies.company(realm).expect("a listed company");
+            company.set_access_token_lifetime(std::time::Duration::from_secs(args.access_token_secs));
+        }
+    }
+    let seeded_in = started.elapsed();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let realms = companies.realm_ids();
+        println!(
+            "fake QuickBooks on {base} ({count} companies of {} customers, realms {} to {}, seeded in {seeded_in:.1?}; \
+             GET {base}/_fake/companies lists them)",
+            args.customers,
+            realms.first().map_or("", String::as_str),
+            realms.last().map_or("", String::as_str),
+        );
+        std::io::stdout().flush()?;
+        tokio::select! {
+            result = companies.serve(listener) => result,
             _ = super::shutdown_signal() => Ok(()),
         }
     })

@@ -73,6 +73,7 @@
 //! `01:30-08:00`.
 
 pub mod admin;
+pub mod companies;
 mod notify;
 mod oauth;
 mod query;
@@ -89,6 +90,7 @@ use chrono::{DateTime, Duration, FixedOffset};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use companies::FakeCompanies;
 pub use notify::{intuit_signature, NotificationFormat, Operation};
 pub use query::{QueryError, DEFAULT_MAX_RESULTS, MAX_RESULTS_LIMIT};
 pub use seed::{GenerateOptions, RECORDED_FIXTURE};
@@ -263,6 +265,12 @@ impl FakeQbo {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.inner.store)
+    }
+
+    /// Makes this company's customers and clock a copy of `other`'s.
+    pub(crate) fn copy_customers_from(&self, other: &FakeQbo) {
+        let copy = other.store().clone();
+        *self.store() = copy;
     }
 
     // --- clock ---------------------------------------------------------------

@@ -118,7 +118,7 @@ pub(crate) fn id_sort_key(id: &str) -> (u64, u64, String) {
 }
 
 /// The company's customers plus the clock.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Store {
     pub now: DateTime<FixedOffset>,
     by_id: HashMap<String, Stored>,
