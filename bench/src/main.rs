@@ -9,11 +9,14 @@
 //! - `api`: `GET /customers`, first page vs a page a million records deep,
 //!   and under load from `wrk` when it is installed;
 //! - `demo`: `sync-host demo --customers 1000000 --no-serve`, end to end;
-//! - `node`: the Node.js host beside `sync-host` on the same company.
+//! - `node`: the Node.js host beside `sync-host` on the same company;
+//! - `connections`: many connections on one `serve --schedule`, the first
+//!   full sync of all and the CPU, lag and memory of idle runs.
 //!
 //! Runs that measure memory run in child processes, so each figure is that
 //! process's own high-water mark.
 
+mod connections;
 mod native;
 mod pages;
 mod process;
@@ -81,6 +84,24 @@ enum Section {
         #[arg(long, default_value_t = 25_000)]
         customers: usize,
     },
+    /// Many connections on one `serve --schedule`: the cost of a connection.
+    Connections {
+        /// Connections (each its own fake company), one measurement each.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        counts: Vec<usize>,
+        /// Customers of each company.
+        #[arg(long, default_value_t = 100)]
+        customers: usize,
+        /// `serve --workers`: runs in flight at once.
+        #[arg(long, default_value_t = 64)]
+        workers: u16,
+        /// The fake's wait before each answer, as Intuit's round trip.
+        #[arg(long, default_value_t = 150)]
+        latency_ms: u64,
+        /// The idle runs: every connection due once within this many seconds.
+        #[arg(long, default_value_t = 120)]
+        window_secs: u64,
+    },
     /// One full sync in this process, for `full-sync` to measure (internal).
     #[command(hide = true)]
     Child {
@@ -104,6 +125,10 @@ fn main() -> anyhow::Result<()> {
         Some(Section::Api { depth, samples, seconds }) => api_section(depth, samples, seconds),
         Some(Section::Demo { customers }) => demo(&component, customers),
         Some(Section::Node { customers }) => node(&component, customers),
+        Some(Section::Connections { counts, customers, workers, latency_ms, window_secs }) => {
+            let plan = connections::Plan { counts: &counts, customers, workers, latency_ms, window_secs };
+            connections::run(&component, &plan)
+        }
         Some(Section::Child { base_url, db, native }) => child(&component, &base_url, &db, native),
         None => {
             full_sync(&component, &[10_000, 100_000, 1_000_000], 3, None)?;
