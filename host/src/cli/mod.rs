@@ -258,6 +258,18 @@ struct WebhookArgs {
     /// Attempts before a delivery is given up.
     #[arg(long, default_value_t = 12)]
     webhook_max_attempts: u32,
+    /// Seconds a delivery attempt may take to connect to the receiver.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_connect_timeout_secs: u64,
+    /// Seconds a delivery attempt may take in all, until the receiver's
+    /// answer (its status and headers) has arrived; then it fails and is
+    /// tried again on its backoff.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_timeout_secs: u64,
+    /// Delivery attempts in flight at once, each to a different connection's
+    /// receiver (a connection's webhooks go one at a time, in order).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    webhook_concurrency: u16,
     /// The verifier token of your Intuit app's webhooks: turns on
     /// `POST /webhooks/quickbooks` (or env QBO_VERIFIER_TOKEN, or @file).
     #[arg(long, env = "QBO_VERIFIER_TOKEN", hide_env_values = true, value_parser = connections::parse_secret)]
@@ -520,7 +532,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::service::DeliveryPolicy {
             base: Duration::from_secs(webhooks.webhook_retry_base_secs.max(1)),
             max_attempts: webhooks.webhook_max_attempts.max(1),
-            ..Default::default()
+            connect_timeout: Duration::from_secs(webhooks.webhook_connect_timeout_secs),
+            timeout: Duration::from_secs(webhooks.webhook_timeout_secs),
+            concurrency: usize::from(webhooks.webhook_concurrency),
         },
     );
     let control = Control {
