@@ -94,8 +94,20 @@ impl ServeProcess {
 
     /// `serve --db <db> --listen 127.0.0.1:0 --component <guest> <args>`.
     pub fn start_with(db: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(Command::new(host_binary()), db, args, env)
+    }
+
+    /// Like [`Self::start_with`], with the limit of open files (soft and
+    /// hard) set to `open_files`, as `ulimit -n` does.
+    pub fn start_with_open_files(db: &str, args: &[&str], open_files: u32) -> Self {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("ulimit -n {open_files} && exec \"$0\" \"$@\"")]).arg(host_binary());
+        Self::spawn(command, db, args, &[])
+    }
+
+    fn spawn(mut command: Command, db: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         use std::io::BufRead as _;
-        let mut child = Command::new(host_binary())
+        let mut child = command
             .args(["serve", "--db", db, "--listen", "127.0.0.1:0", "--component"])
             .arg(guest_wasm())
             .args(args)
