@@ -6,6 +6,7 @@
 mod api;
 mod conformance;
 mod cross_host;
+mod infra_net;
 mod limits;
 mod nango;
 mod real_quickbooks;

@@ -94,8 +94,20 @@ impl ServeProcess {
 
     /// `serve --db <db> --listen 127.0.0.1:0 --component <guest> <args>`.
     pub fn start_with(db: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(Command::new(host_binary()), db, args, env)
+    }
+
+    /// Like [`Self::start_with`], with the limit of open files (soft and
+    /// hard) set to `open_files`, as `ulimit -n` does.
+    pub fn start_with_open_files(db: &str, args: &[&str], open_files: u32) -> Self {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("ulimit -n {open_files} && exec \"$0\" \"$@\"")]).arg(host_binary());
+        Self::spawn(command, db, args, &[])
+    }
+
+    fn spawn(mut command: Command, db: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         use std::io::BufRead as _;
-        let mut child = Command::new(host_binary())
+        let mut child = command
             .args(["serve", "--db", db, "--listen", "127.0.0.1:0", "--component"])
             .arg(guest_wasm())
             .args(args)
@@ -129,6 +141,50 @@ impl ServeProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its resident memory (VmRSS in /proc/<pid>/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc/<pid>/status");
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
+    /// The file descriptors it has open (entries of /proc/<pid>/fd).
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits at most `within` for the process to exit;
+    /// returns whether it exited successfully, how long it took and what it
+    /// printed, or panics (after killing it) if it is still running.
+    pub fn terminate_within(mut self, within: std::time::Duration) -> (bool, std::time::Duration, String) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -TERM");
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(exited) = self.child.try_wait().unwrap() {
+                let took = started.elapsed();
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return (exited.success(), took, self.stderr());
+            }
+            if started.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("serve was still running {within:?} after SIGTERM: {}", self.stderr());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Kills it with SIGKILL, as a crash would.
@@ -286,4 +342,182 @@ impl WebhookReceiver {
     pub fn received_with_headers(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+}
+
+/// How a [`StallingReceiver`] treats the webhooks it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Reads the request and never answers, holding the connection open.
+    Hang,
+    /// Reads the request and sends an answer one byte a second, never ending it.
+    Trickle,
+    /// Answers 204 and keeps the webhook, like [`WebhookReceiver`].
+    Answer,
+}
+
+/// A receiver on raw TCP that accepts and then misbehaves as told: a
+/// receiver that hangs, or trickles, or (after being told) answers.
+pub struct StallingReceiver {
+    pub url: String,
+    mode: std::sync::Arc<std::sync::Mutex<Stall>>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    trickled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingReceiver {
+    pub fn start(mode: Stall) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let receiver = StallingReceiver {
+            url,
+            mode: Arc::new(Mutex::new(mode)),
+            accepted: Arc::new(AtomicUsize::new(0)),
+            open: Arc::new(AtomicUsize::new(0)),
+            trickled: Arc::new(AtomicUsize::new(0)),
+            received: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (mode, accepted, open, trickled, received, stop) = (
+            receiver.mode.clone(),
+            receiver.accepted.clone(),
+            receiver.open.clone(),
+            receiver.trickled.clone(),
+            receiver.received.clone(),
+            receiver.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                accepted.fetch_add(1, Ordering::SeqCst);
+                open.fetch_add(1, Ordering::SeqCst);
+                let (mode, open, trickled, received, stop) =
+                    (mode.clone(), open.clone(), trickled.clone(), received.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    Self::serve_one(stream, &mode, &trickled, &received, &stop);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        receiver
+    }
+
+    fn serve_one(
+        mut stream: std::net::TcpStream,
+        mode: &std::sync::Mutex<Stall>,
+        trickled: &std::sync::atomic::AtomicUsize,
+        received: &std::sync::Mutex<Vec<Received>>,
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::Ordering;
+        let Some((headers, body)) = read_http_request(&mut stream) else { return };
+        let mode = *mode.lock().unwrap();
+        match mode {
+            Stall::Answer => {
+                received.lock().unwrap().push((headers, body));
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            }
+            Stall::Hang => {
+                // Until the client gives up (EOF) or the test ends.
+                stream.set_read_timeout(Some(std::time::Duration::from_millis(100))).unwrap();
+                let mut buffer = [0u8; 256];
+                while !stop.load(Ordering::SeqCst) {
+                    match stream.read(&mut buffer) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+            Stall::Trickle => {
+                // A status line and headers that never end, a byte a second.
+                let answer = b"HTTP/1.1 204 No Content\r\nX-Slow: ";
+                for byte in answer.iter().copied().chain(std::iter::repeat(b'z')) {
+                    if stop.load(Ordering::SeqCst) || stream.write_all(&[byte]).is_err() {
+                        return;
+                    }
+                    trickled.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// From now on, treats new connections so.
+    pub fn set(&self, mode: Stall) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// Connections accepted so far (one per delivery attempt).
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections it holds open now (attempts still waiting for it).
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Bytes of never-ending answers sent so far.
+    pub fn trickled(&self) -> usize {
+        self.trickled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// (headers, raw body) of each webhook answered so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StallingReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers and a `Content-Length` body) from
+/// `stream`: header names in lower case, and the body.
+pub fn read_http_request(stream: &mut std::net::TcpStream) -> Option<Received> {
+    use std::io::Read as _;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).ok()?;
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut buffer).ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buffer[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let headers: std::collections::BTreeMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect();
+    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    while data.len() < head_end + length {
+        let n = stream.read(&mut buffer).ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buffer[..n]);
+    }
+    Some((headers, String::from_utf8_lossy(&data[head_end..head_end + length]).into_owned()))
 }

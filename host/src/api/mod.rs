@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 mod control;
 mod nango;
 mod openapi;
+pub mod server;
 mod webhooks;
 
 use crate::runtime::Endpoint;

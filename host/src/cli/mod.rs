@@ -238,6 +238,31 @@ struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     webhooks: WebhookArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// How the API bounds its clients (docs/api.md, "Slow and idle clients").
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Seconds a client has to send a request's line and headers, from
+    /// their first byte.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    api_header_timeout_secs: u64,
+    /// Seconds a connection may wait for a request (just opened, or kept
+    /// alive after an answer), or for the client to read its answer, before
+    /// it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    api_idle_timeout_secs: u64,
+    /// Seconds to read a request's body and answer it; a client still
+    /// sending its body then gets a 408 and the connection is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    api_request_timeout_secs: u64,
+    /// Connections open at once; at the cap the server accepts no more until
+    /// one closes. Lowered, if need be, below the limit of open files, which
+    /// is raised to its hard limit at start-up.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 /// Webhooks out to the user's application and in from QuickBooks.
@@ -263,6 +288,18 @@ struct WebhookArgs {
     /// Attempts before a delivery is given up.
     #[arg(long, default_value_t = 12)]
     webhook_max_attempts: u32,
+    /// Seconds a delivery attempt may take to connect to the receiver.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_connect_timeout_secs: u64,
+    /// Seconds a delivery attempt may take in all, until the receiver's
+    /// answer (its status and headers) has arrived; then it fails and is
+    /// tried again on its backoff.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_timeout_secs: u64,
+    /// Delivery attempts in flight at once, each to a different connection's
+    /// receiver (a connection's webhooks go one at a time, in order).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    webhook_concurrency: u16,
     /// The verifier token of your Intuit app's webhooks: turns on
     /// `POST /webhooks/quickbooks` (or env QBO_VERIFIER_TOKEN, or @file).
     #[arg(long, env = "QBO_VERIFIER_TOKEN", hide_env_values = true, value_parser = connections::parse_secret)]
@@ -527,9 +564,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::service::DeliveryPolicy {
             base: Duration::from_secs(webhooks.webhook_retry_base_secs.max(1)),
             max_attempts: webhooks.webhook_max_attempts.max(1),
-            ..Default::default()
+            connect_timeout: Duration::from_secs(webhooks.webhook_connect_timeout_secs),
+            timeout: Duration::from_secs(webhooks.webhook_timeout_secs),
+            concurrency: usize::from(webhooks.webhook_concurrency),
         },
     );
+    // Descriptors kept from the API's clients: the store's pool and the
+    // listener, each run's requests to its provider and its store
+    // connection, each delivery attempt's connection, with room to spare.
+    let reserved = 128
+        + 8 * usize::from(if args.schedule { args.workers } else { 0 })
+        + 2 * usize::from(webhooks.webhook_concurrency);
+    let limits = api::server::ServerLimits {
+        header_timeout: Duration::from_secs(args.server.api_header_timeout_secs),
+        idle_timeout: Duration::from_secs(args.server.api_idle_timeout_secs),
+        request_timeout: Duration::from_secs(args.server.api_request_timeout_secs),
+        max_connections: api::server::connection_cap(args.server.max_connections as usize, reserved),
+    };
     let control = Control {
         waker: scheduler.as_ref().map(|s| s.waker()),
         component_interval: runtime.metadata().interval(),
@@ -556,12 +607,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let delivering = tokio::spawn(deliverer.run(stopped.clone()));
         let scheduled = scheduler.map(|s| tokio::spawn(s.run(stopped)));
-        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        api::server::serve(listener, api::router(state), limits, async move {
             shutdown_signal().await;
             eprintln!("shutting down: letting runs in flight store their current page");
             let _ = stop.send(true);
-        });
-        server.await?;
+        })
+        .await?;
         if let Some(scheduled) = scheduled {
             scheduled.await?;
         }
