@@ -234,9 +234,21 @@ impl Deliverer {
 
     /// The dispatcher: a pass every [`POLL`], or as soon as an attempt ends.
     fn dispatch(self: Arc<Self>) {
+        // A store that is away is logged when it goes and when it is back,
+        // not on every pass (docs/store.md, "When the store fails").
+        let mut store_failing = false;
         loop {
-            if let Err(e) = self.pass() {
-                tracing::error!(target: "webhooks", "cannot read the pending deliveries: {e}");
+            match self.pass() {
+                Ok(()) if std::mem::take(&mut store_failing) => {
+                    tracing::info!(target: "webhooks", "the store answers again: delivering");
+                }
+                Ok(()) => {}
+                Err(e) if e.is_transient() => {
+                    if !std::mem::replace(&mut store_failing, true) {
+                        tracing::error!(target: "webhooks", "cannot read the pending deliveries (retried every second, logged again when it answers): {e}");
+                    }
+                }
+                Err(e) => tracing::error!(target: "webhooks", "cannot read the pending deliveries: {e}"),
             }
             let mut state = self.lock();
             let deadline = Instant::now() + POLL;
