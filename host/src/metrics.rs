@@ -153,7 +153,7 @@ pub fn store_error(error: &crate::store::StoreError) {
 /// or, when the store could not be read (`None`), `sync_store_up` 0 and the
 /// connections gauge as last read: the process's own counters are served
 /// while the store is away.
-pub fn render(by_status: Option<&[(&str, i64)]>) -> String {
+pub fn render(by_status: Option<&[(String, i64)]>) -> String {
     let m = metrics();
     m.store_up.set(i64::from(by_status.is_some()));
     for status in ["idle", "running", "paused", "needs_reauth", "failing"] {

@@ -429,8 +429,8 @@ async fn require_api_key(
 async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let db = state.db.clone();
     let by_status = tokio::task::spawn_blocking(move || {
-        let connections = match db.connections.list() {
-            Ok(connections) => connections,
+        let counts = match db.connections.count_by_status() {
+            Ok(counts) => counts,
             // The process's counters still answer; `sync_store_up` says the rest.
             Err(error) if error.is_transient() => {
                 crate::metrics::store_error(&error);
@@ -439,14 +439,6 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
             }
             Err(error) => return Err(internal(error)),
         };
-        let mut counts: Vec<(&'static str, i64)> = Vec::new();
-        for connection in connections {
-            let status = if connection.paused { "paused" } else { connection.status.as_str() };
-            match counts.iter_mut().find(|(s, _)| *s == status) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((status, 1)),
-            }
-        }
         Ok::<_, ApiError>(Some(counts))
     })
     .await

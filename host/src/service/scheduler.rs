@@ -9,10 +9,10 @@
 //! back, next runs it would postpone by more than their interval are
 //! brought forward (docs/connections.md, "Scheduling").
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -41,6 +41,10 @@ pub struct Scheduler {
     running: Mutex<HashSet<String>>,
     /// A pass writing what the store refused of failed runs is under way.
     writing_unrecorded: Arc<AtomicBool>,
+    /// Connections another process was found running, until when they are
+    /// not tried again: without it, a worker would take them up after every
+    /// run of its own, find them busy, and look again at once.
+    elsewhere: Mutex<HashMap<String, Instant>>,
 }
 
 impl Scheduler {
@@ -55,6 +59,7 @@ impl Scheduler {
             wake: Arc::new(Notify::new()),
             running: Mutex::new(HashSet::new()),
             writing_unrecorded: Arc::default(),
+            elsewhere: Mutex::default(),
         })
     }
 
@@ -65,6 +70,24 @@ impl Scheduler {
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn elsewhere(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.elsewhere.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many connections are skipped as run elsewhere (forgetting those
+    /// whose wait is over).
+    fn elsewhere_count(&self) -> usize {
+        let now = Instant::now();
+        let mut elsewhere = self.elsewhere();
+        elsewhere.retain(|_, until| *until > now);
+        elsewhere.len()
+    }
+
+    /// Whether `id` was found run by another process within the last poll.
+    fn run_elsewhere(&self, id: &str) -> bool {
+        self.elsewhere().get(id).is_some_and(|until| *until > Instant::now())
     }
 
     /// Runs due connections until `shutdown` turns true; then stops the runs
@@ -87,6 +110,11 @@ impl Scheduler {
                 let runner = self.runner.clone();
                 let quiet = self.quiet;
                 let cap_schedule = std::mem::take(&mut clock_stepped);
+                // Enough to fill the free workers past those skipped below:
+                // in flight here, held back, or just found run elsewhere.
+                let skipped =
+                    self.running().len() + self.runner.unrecorded().connections().len() + self.elsewhere_count();
+                let limit = free + skipped;
                 let due = tokio::task::spawn_blocking(move || {
                     let now = now_us();
                     if cap_schedule {
@@ -99,7 +127,7 @@ impl Scheduler {
                             }
                         }
                     }
-                    let due = runner.database().connections.due(now, quiet).map_err(|e| (e, false))?;
+                    let due = runner.database().connections.due(now, quiet, limit).map_err(|e| (e, false))?;
                     Ok((now, due))
                 })
                 .await;
@@ -116,6 +144,9 @@ impl Scheduler {
                             }
                             // Its failure is not in the store: wait out its backoff here.
                             if unrecorded.held_back(&connection.id, now) {
+                                continue;
+                            }
+                            if self.run_elsewhere(&connection.id) {
                                 continue;
                             }
                             if !self.running().insert(connection.id.clone()) {
@@ -178,7 +209,10 @@ impl Scheduler {
                 report.to_json()
             ),
             // Another process runs it, or just did: nothing to record, it is not ours.
-            Err(RunFailure::Busy(_)) => tracing::debug!(target: "scheduler", connection = id, "run by another worker"),
+            Err(RunFailure::Busy(_)) => {
+                tracing::debug!(target: "scheduler", connection = id, "run by another worker");
+                self.elsewhere().insert(id.to_owned(), Instant::now() + POLL);
+            }
             Err(RunFailure::NotDue(_)) => tracing::debug!(target: "scheduler", connection = id, "no longer due"),
             Err(failure) => tracing::warn!(target: "scheduler", connection = id, "run failed: {failure}"),
         }

@@ -155,6 +155,10 @@ pub trait Connections: Send + Sync {
     fn get(&self, id: &str) -> Result<Option<Connection>, StoreError>;
     /// Every connection, by id.
     fn list(&self) -> Result<Vec<Connection>, StoreError>;
+    /// How many connections there are of each status, a paused one counted
+    /// as `paused` whatever its status (the metrics' gauge; counted by the
+    /// store, not read one by one).
+    fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Applies `update`; returns the connection after it, `None` if unknown.
     fn update(&self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError>;
     /// Removes the connection and its credentials; with `purge`, everything
@@ -162,10 +166,11 @@ pub trait Connections: Send + Sync {
     /// deliveries — also when the connection itself was removed before (a
     /// plain remove keeps its records, a later purge must still reach them).
     fn remove(&self, id: &str, purge: bool) -> Result<Removal, StoreError>;
-    /// Connections due at `now_us` by [`crate::schedule::due`], soonest
-    /// first. The SQL only preselects by time (an index's work); the rule
-    /// is the schedule module's.
-    fn due(&self, now_us: i64, quiet: Duration) -> Result<Vec<Connection>, StoreError>;
+    /// At most `limit` of the connections due at `now_us` by
+    /// [`crate::schedule::due`], soonest first (then by id). Reads only the
+    /// due ones, through indexes, so a poll costs what is due, not how many
+    /// connections there are; the rule is the schedule module's.
+    fn due(&self, now_us: i64, quiet: Duration, limit: usize) -> Result<Vec<Connection>, StoreError>;
     fn credentials(&self, id: &str) -> Result<Option<StoredCredentials>, StoreError>;
     fn secrets(&self, id: &str) -> Result<Option<ConnectionSecrets>, StoreError>;
     /// The verifier tokens of every connection that has one.

@@ -405,7 +405,7 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &Store) 
         .update("reauth", &ConnectionUpdate { status: Some(ConnectionStatus::NeedsReauth), ..Default::default() })
         .unwrap();
     let due = |c: &std::sync::Arc<dyn super::Connections>, now| -> BTreeSet<String> {
-        c.due(now, Duration::from_micros(100)).unwrap().into_iter().map(|c| c.id).collect()
+        c.due(now, Duration::from_micros(100), 100).unwrap().into_iter().map(|c| c.id).collect()
     };
     assert_eq!(due(connections, 500), BTreeSet::from(["new".to_string()]));
     assert_eq!(due(connections, 1_000), BTreeSet::from(["new".to_string(), "later".to_string()]));
@@ -447,6 +447,38 @@ pub fn due_connections_follow_the_schedule_pauses_and_notifications(db: &Store) 
         vec!["later".to_string()],
         "the server's token: connections without their own"
     );
+}
+
+pub fn due_connections_come_soonest_first_up_to_the_limit(db: &Store) {
+    let connections = &db.connections;
+    // Ahead of the due ones in time: connections that are not due (paused,
+    // needing re-authorisation, backing off though notified); a limit
+    // counts only due ones.
+    for (n, id) in ["a-paused", "b-reauth", "c-failing", "d", "e", "f", "g-later"].iter().enumerate() {
+        connections.insert(&connection(id, &n.to_string()), &oauth(), &Default::default()).unwrap();
+        let next = if *id == "g-later" { 10_000 } else { 100 + n as i64 };
+        connections.update(id, &ConnectionUpdate { next_run_at_us: Some(Some(next)), ..Default::default() }).unwrap();
+    }
+    connections.update("a-paused", &ConnectionUpdate { paused: Some(true), ..Default::default() }).unwrap();
+    let reauth = ConnectionUpdate { status: Some(ConnectionStatus::NeedsReauth), ..Default::default() };
+    connections.update("b-reauth", &reauth).unwrap();
+    let failing = ConnectionUpdate {
+        status: Some(ConnectionStatus::Failing),
+        next_run_at_us: Some(Some(20_000)),
+        ..Default::default()
+    };
+    connections.update("c-failing", &failing).unwrap();
+    connections.notify(&route("2"), 50, None).unwrap();
+    let due = |now, limit| -> Vec<String> {
+        connections.due(now, Duration::from_micros(10), limit).unwrap().into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(due(1_000, 2), ["d", "e"], "soonest first, the not-due ones skipped before the limit");
+    assert_eq!(due(1_000, 100), ["d", "e", "f"]);
+    assert_eq!(due(1_000, 0), Vec::<String>::new());
+    // A notified connection (not failing) is due once quiet, in its place by next run.
+    connections.notify(&route("6"), 50, None).unwrap();
+    assert_eq!(due(1_000, 100), ["d", "e", "f", "g-later"]);
+    assert_eq!(due(55, 100), Vec::<String>::new(), "notified 5 µs ago: not quiet yet");
 }
 
 pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &Store) {
@@ -617,6 +649,7 @@ macro_rules! store_suite {
             a_reader_paging_by_cursor_misses_no_write_of_concurrent_writers,
             connections_keep_their_schedule_credentials_and_secrets,
             due_connections_follow_the_schedule_pauses_and_notifications,
+            due_connections_come_soonest_first_up_to_the_limit,
             run_history_pages_newest_first_and_closes_abandoned_runs,
             webhook_deliveries_are_claimed_by_one_worker_at_a_time,
             removing_a_connection_gives_up_its_pending_webhooks_and_a_purge_deletes_all_it_stored,

@@ -222,6 +222,19 @@ impl<B: Backend> Connections for SqlConnections<B> {
         self.0.read(|sql| select(sql, "ORDER BY id", &[]))
     }
 
+    fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.0.read(|sql| {
+            let rows = sql.query(
+                &sql.dialect().statement(
+                    "SELECT CASE WHEN paused THEN 'paused' ELSE status END AS shown, count(*)
+                     FROM connections GROUP BY shown ORDER BY shown",
+                ),
+                &[],
+            )?;
+            rows.iter().map(|row| Ok((row.text(0)?, row.int(1)?))).collect()
+        })
+    }
+
     fn update(&self, id: &str, update: &ConnectionUpdate) -> Result<Option<Connection>, StoreError> {
         self.0.write(|sql| update_connection(sql, id, update))
     }
@@ -256,15 +269,25 @@ impl<B: Backend> Connections for SqlConnections<B> {
         })
     }
 
-    fn due(&self, now_us: i64, quiet: Duration) -> Result<Vec<Connection>, StoreError> {
+    fn due(&self, now_us: i64, quiet: Duration, limit: usize) -> Result<Vec<Connection>, StoreError> {
+        let quiet_since = now_us.saturating_sub(i64::try_from(quiet.as_micros()).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Reads only what is due, through the indexes on `next_run_at` and
+        // `notified_at`, and at most `limit` of it: with ten thousand
+        // connections the scheduler looks after every run, and a scan that
+        // read them all each time was its largest cost (BENCHMARKS.md,
+        // "Many connections"). The condition is `schedule::due`'s rule,
+        // which filters again below and stays the authority.
         let candidates = self.0.read(|sql| {
             select(
                 sql,
-                "WHERE coalesce(next_run_at, 0) <= $1 OR notified_at IS NOT NULL ORDER BY coalesce(next_run_at, 0), id",
-                &values![now_us],
+                "WHERE NOT paused AND status <> 'needs_reauth'
+                   AND (next_run_at IS NULL OR next_run_at <= $1
+                        OR (notified_at <= $2 AND status <> 'failing'))
+                 ORDER BY coalesce(next_run_at, 0), id LIMIT $3",
+                &values![now_us, quiet_since, limit],
             )
         })?;
-        // The SQL preselects by time (an index's work); the rule is the schedule module's.
         Ok(candidates.into_iter().filter(|c| crate::schedule::due(&c.timing(), now_us, quiet).is_some()).collect())
     }
 

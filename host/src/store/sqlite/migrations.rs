@@ -14,6 +14,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("../../../migrations/sqlite/0005_run_workers.sql")),
     (6, include_str!("../../../migrations/sqlite/0006_connection_provider.sql")),
     (7, include_str!("../../../migrations/sqlite/0007_nango_names.sql")),
+    (8, include_str!("../../../migrations/sqlite/0008_notified_index.sql")),
 ];
 
 /// The schema version this host writes.
