@@ -540,7 +540,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     refuse_credentials_in_url("--webhook-url", args.webhooks.webhook_url.as_deref())?;
-    let db = store::open_waiting(&args.db, OpenMode::MustExist, Duration::from_secs(args.store_wait_secs))?;
+    // Connections for the scheduler's workers (serve without --schedule runs nothing).
+    let runs_at_once = if args.schedule { usize::from(args.workers) } else { 0 };
+    let wait = Duration::from_secs(args.store_wait_secs);
+    let db = store::open_waiting(&args.db, OpenMode::MustExist, wait, runs_at_once)?;
     let runtime = load_component(args.component)?;
     let webhooks = args.webhooks.clone();
     let mut unrecorded = None;

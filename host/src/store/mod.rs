@@ -133,21 +133,35 @@ pub enum OpenMode {
 /// SQLite file path. (`mode` concerns files: a PostgreSQL database must exist
 /// already and gets its tables on first use.)
 pub fn open(location: &str, mode: OpenMode) -> Result<Store, StoreError> {
+    open_for(location, mode, 0)
+}
+
+/// [`open`], with connections enough for `runs_at_once` runs in flight
+/// besides the API and the deliverer: a run holds its store connections
+/// while it waits on the provider (one on SQLite; on PostgreSQL also its run
+/// lock's), so a pool smaller than the scheduler's workers would make them
+/// wait their turn (docs/store.md, "Connections").
+pub fn open_for(location: &str, mode: OpenMode, runs_at_once: usize) -> Result<Store, StoreError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return postgres::open(location);
+        return postgres::open_sized(location, postgres::pool_size(runs_at_once));
     }
-    sqlite::open(Path::new(location), mode)
+    sqlite::open_sized(Path::new(location), mode, sqlite::pool_size(runs_at_once))
 }
 
 /// [`open`], waiting up to `wait` for a database that cannot be reached
 /// ([`StoreError::Unavailable`]: PostgreSQL starting or restarting, say),
 /// trying again after 1, 2, 4 … seconds (at most 10), each wait logged.
 /// Any other error, or one past `wait`, is returned at once.
-pub fn open_waiting(location: &str, mode: OpenMode, wait: std::time::Duration) -> Result<Store, StoreError> {
+pub fn open_waiting(
+    location: &str,
+    mode: OpenMode,
+    wait: std::time::Duration,
+    runs_at_once: usize,
+) -> Result<Store, StoreError> {
     let started = std::time::Instant::now();
     let mut attempt = 0;
     loop {
-        match open(location, mode) {
+        match open_for(location, mode, runs_at_once) {
             Err(StoreError::Unavailable(why)) if started.elapsed() < wait => {
                 attempt += 1;
                 let left = wait.saturating_sub(started.elapsed());

@@ -156,14 +156,33 @@ fn without_password(url: &str) -> String {
 /// Connects to `url`, and applies the schema's migrations (several
 /// processes starting at once apply each one once), as a [`Store`].
 pub fn open(url: &str) -> Result<Store, StoreError> {
+    open_sized(url, POOL_SIZE)
+}
+
+/// Connections in the pool when nothing says more are needed.
+const POOL_SIZE: usize = 32;
+
+/// The pool for `runs_at_once` runs, each holding two connections (its
+/// writes, and the session of its advisory run lock), and the API's and the
+/// deliverer's beside them.
+pub fn pool_size(runs_at_once: usize) -> usize {
+    POOL_SIZE.max(runs_at_once.saturating_mul(2).saturating_add(8))
+}
+
+/// [`open`] with at most `connections` open at once.
+pub fn open_sized(url: &str, connections: usize) -> Result<Store, StoreError> {
     let shown = without_password(url);
     let config: tokio_postgres::Config =
         url.parse().map_err(|e| StoreError::Backend(format!("{shown} is not a PostgreSQL URL: {e}")))?;
-    Ok(open_config(config, shown)?.0)
+    Ok(open_config(config, shown, connections)?.0)
 }
 
 /// The store and its pool (which the tests close).
-fn open_config(mut config: tokio_postgres::Config, shown: String) -> Result<(Store, Pool), StoreError> {
+fn open_config(
+    mut config: tokio_postgres::Config,
+    shown: String,
+    connections: usize,
+) -> Result<(Store, Pool), StoreError> {
     // A server that does not answer (a host gone, a firewall dropping
     // packets) fails a request in seconds instead of hanging it: connecting
     // gives up after 10 s unless the URL says otherwise, and keepalives find
@@ -174,7 +193,7 @@ fn open_config(mut config: tokio_postgres::Config, shown: String) -> Result<(Sto
     config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(30));
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
-        .max_size(32)
+        .max_size(connections)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(std::time::Duration::from_secs(30)))
         .create_timeout(Some(std::time::Duration::from_secs(10)))
@@ -185,7 +204,20 @@ fn open_config(mut config: tokio_postgres::Config, shown: String) -> Result<(Sto
             StoreError::Unavailable(text) => StoreError::Unavailable(format!("cannot connect to {shown}: {text}")),
             other => other,
         })?;
-        migrations::apply(&mut client).await
+        migrations::apply(&mut client).await?;
+        // Said at start-up rather than found out as connections refused
+        // under load (docs/store.md, "Connections").
+        if let Ok(row) = client.query_one("SHOW max_connections", &[]).await {
+            let server_max: usize = row.get::<_, String>(0).parse().unwrap_or(usize::MAX);
+            if connections > server_max {
+                tracing::warn!(
+                    target: "store",
+                    "this process may open {connections} connections to {shown}, more than the server's \
+                     max_connections ({server_max}) for all its clients: lower --workers or raise max_connections"
+                );
+            }
+        }
+        Ok::<(), StoreError>(())
     })?;
     let backend = PgBackend { pool: pool.clone() };
     let store = Store {
@@ -340,7 +372,7 @@ pub(crate) mod tests {
     pub fn fresh() -> Option<Fresh> {
         let database = pg_scratch::ScratchDatabase::create(&server()?, "sync_host_test");
         let config: tokio_postgres::Config = database.url.parse().expect("a PostgreSQL URL");
-        let (store, pool) = open_config(config, database.name.clone()).expect("the test database opens");
+        let (store, pool) = open_config(config, database.name.clone(), POOL_SIZE).expect("the test database opens");
         Some(Fresh { store, pool, _database: database })
     }
 
@@ -351,7 +383,7 @@ pub(crate) mod tests {
         let Some(admin_url) = server() else { return };
         let mut config: tokio_postgres::Config = admin_url.parse().expect("a PostgreSQL URL");
         config.dbname("sync_host_test_no_such_database");
-        let error = open_config(config, "the test server".into()).expect_err("refused");
+        let error = open_config(config, "the test server".into(), POOL_SIZE).expect_err("refused");
         let text = error.to_string();
         assert!(text.contains(r#"database "sync_host_test_no_such_database" does not exist"#), "{text}");
     }

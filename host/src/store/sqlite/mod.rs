@@ -137,8 +137,22 @@ impl Shared {
     }
 }
 
+/// Connections in the pool when nothing says more are needed.
+const POOL_SIZE: u32 = 8;
+
+/// The pool for `runs_at_once` runs, each holding one connection, and the
+/// API's and the deliverer's beside them.
+pub fn pool_size(runs_at_once: usize) -> u32 {
+    POOL_SIZE.max(u32::try_from(runs_at_once).unwrap_or(u32::MAX).saturating_add(POOL_SIZE))
+}
+
 /// Opens `path`, applying the schema's migrations, as a [`Store`].
 pub fn open(path: &Path, mode: OpenMode) -> Result<Store, StoreError> {
+    open_sized(path, mode, POOL_SIZE)
+}
+
+/// [`open`] with at most `connections` open at once.
+pub fn open_sized(path: &Path, mode: OpenMode, connections: u32) -> Result<Store, StoreError> {
     if mode == OpenMode::MustExist && !path.exists() {
         return Err(StoreError::Backend(format!(
             "{} does not exist; `sync-host connections add <id> --db {} …` creates it with a connection",
@@ -157,7 +171,7 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Store, StoreError> {
         protect(path)?;
     }
     let pool = r2d2::Pool::builder()
-        .max_size(8)
+        .max_size(connections)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(30))
         .build(manager)
