@@ -100,6 +100,9 @@ pub struct ProviderClient {
     throttle_wait: Duration,
 }
 
+/// Open connections an agent keeps for reuse.
+const IDLE_CONNECTIONS: usize = 64;
+
 /// An HTTP client for the host's own requests (to a provider, to a webhook
 /// receiver): every status is an answer to look at, not an error; no
 /// redirects (a token must not follow one elsewhere); one deadline per
@@ -109,6 +112,10 @@ pub fn http_agent(timeout: Duration) -> ureq::Agent {
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_global(Some(timeout))
+        // Many connections of one provider share its host: keep enough open
+        // for a scheduler's workers (ureq's default is 3 per host).
+        .max_idle_connections(IDLE_CONNECTIONS)
+        .max_idle_connections_per_host(IDLE_CONNECTIONS)
         .build()
         .into()
 }
@@ -122,11 +129,25 @@ impl ProviderClient {
         pacer: Arc<Pacer>,
         throttle_wait: Duration,
     ) -> anyhow::Result<Self> {
+        Self::with_agent(http_agent(policy.timeout), &base_url, credentials, policy, pacer, throttle_wait)
+    }
+
+    /// Like [`ProviderClient::new`], sending through `agent` (made by
+    /// [`http_agent`] with the policy's timeout): runs that share one keep
+    /// its pool of open connections, and with HTTPS its TLS set-up, instead
+    /// of connecting afresh each run.
+    pub fn with_agent(
+        agent: ureq::Agent,
+        base_url: &str,
+        credentials: Arc<dyn Credentials>,
+        policy: RetryPolicy,
+        pacer: Arc<Pacer>,
+        throttle_wait: Duration,
+    ) -> anyhow::Result<Self> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             anyhow::bail!("base URL `{base_url}` must start with http:// or https://");
         }
-        let agent = http_agent(policy.timeout);
         Ok(ProviderClient { base_url, credentials, agent, policy, pacer, throttle_wait })
     }
 

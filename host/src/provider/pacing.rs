@@ -7,7 +7,7 @@
 //! steady rate of the rest, so that no window ever holds more than the quota:
 //! burst + steady × window = quota.
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -84,9 +84,10 @@ impl Pacer {
             *in_flight += 1;
         }
         if let Some(rate) = &self.rate {
-            let clock = DefaultClock::default();
+            // The limiter's own clock: making one (quanta's) costs CPU
+            // identification and calibration on every request.
             while let Err(not_until) = rate.check() {
-                std::thread::sleep(not_until.wait_time_from(clock.now()));
+                std::thread::sleep(not_until.wait_time_from(rate.clock().now()));
             }
         }
         (Permit { pacer: self }, started.elapsed())

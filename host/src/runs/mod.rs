@@ -8,8 +8,8 @@
 pub mod unrecorded;
 
 use secrecy::ExposeSecret;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::capabilities::checkpoint::CheckpointCtx;
@@ -102,6 +102,9 @@ pub struct Runner {
     default_webhook_format: WebhookFormat,
     /// What the store refused to hold of failed runs, until it takes it.
     unrecorded: Arc<Unrecorded>,
+    /// The HTTP clients runs send through, by request timeout: shared, so
+    /// that runs reuse open connections (and TLS sessions) to a provider.
+    agents: Arc<Mutex<HashMap<Duration, ureq::Agent>>>,
 }
 
 fn store_failure(error: StoreError) -> RunFailure {
@@ -118,7 +121,13 @@ impl Runner {
             default_webhook_url: None,
             default_webhook_format: WebhookFormat::default(),
             unrecorded: Arc::default(),
+            agents: Arc::default(),
         }
+    }
+
+    fn agent(&self, timeout: Duration) -> ureq::Agent {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        agents.entry(timeout).or_insert_with(|| crate::provider::client::http_agent(timeout)).clone()
     }
 
     /// What the store refused to hold of this runner's failed runs (the API
@@ -569,7 +578,8 @@ impl Runner {
         let run_id = run_id.to_owned();
         let metadata = self.runtime.metadata();
         let quota = spec.quota.unwrap_or_else(|| metadata.limits.quota());
-        let client = ProviderClient::new(
+        let client = ProviderClient::with_agent(
+            self.agent(spec.retry.timeout),
             &spec.base_url,
             spec.credentials.clone(),
             spec.retry,
