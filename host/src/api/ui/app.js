@@ -175,7 +175,7 @@
 
   function countsText(summary) {
     if (!summary) return '';
-    return `+${summary.added} added · ${summary.updated} updated · −${summary.deleted} deleted`;
+    return `${summary.added} added · ${summary.updated} updated · ${summary.deleted} deleted`;
   }
 
   function recordsText(counts) {
@@ -398,8 +398,9 @@
     el('span', { id: 'every-help', class: 'muted' }, 'e.g. 30s, 15m, 1h, 2d'));
     const setEvery = act('Set interval', () => api(base, { method: 'PATCH', body: { every: every.value.trim() } }), { id: 'set-every' });
     const defaultEvery = act('Use the component\'s interval', () => api(base, { method: 'PATCH', body: { every: null } }), { id: 'default-every' });
-    append(intervalForm, setEvery, defaultEvery);
+    append(intervalForm, [setEvery, defaultEvery]);
 
+    let shownEvery = connection.every;
     const renderActions = () => {
       const paused = connection.status === 'paused';
       pause.hidden = paused;
@@ -478,7 +479,11 @@
           ? Object.entries(counts).map(([model, n]) => el('a', { class: 'records-link', href: `#/records/${enc(id)}?model=${enc(model)}` }, `${model}: `, el('span', { class: 'records-count', 'data-model': model }, String(n))))
           : '—'),
         fact('Added', utc(connection.created)));
-      if (document.activeElement !== every) every.value = connection.every;
+      // The field follows the server's interval when that changes, not while someone types.
+      if (connection.every !== shownEvery) {
+        shownEvery = connection.every;
+        every.value = connection.every;
+      }
       renderActions();
       renderRuns();
       renderDeliveries();
@@ -533,7 +538,7 @@
   /** Records added, updated and deleted per run (stacked, on a log scale) above each run's duration. */
   function runsChart(runs) {
     if (!runs.length) return el('p', { class: 'muted' }, 'No run yet.');
-    const width = 720;
+    const width = 960;
     const left = 48;
     const slot = (width - left - 8) / Math.max(runs.length, 10);
     const bar = Math.max(2, slot * 0.7);
@@ -560,7 +565,7 @@
       const total = counts[i];
       const height = logScale(total) * top.h;
       const group = svg('g', { class: 'run-bar' },
-        svg('title', {}, `${utc(run.started_at)} · ${run.trigger} · ${run.outcome || 'running'} · ${formatMs(duration(run))}\n+${s.added} added, ${s.updated} updated, −${s.deleted} deleted`));
+        svg('title', {}, `${utc(run.started_at)} · ${run.trigger} · ${run.outcome || 'running'} · ${formatMs(duration(run))}\n${s.added} added, ${s.updated} updated, ${s.deleted} deleted`));
       let y = top.y + top.h;
       for (const [kind, n] of [['added', s.added], ['updated', s.updated], ['deleted', s.deleted]]) {
         if (!n) continue;
