@@ -638,7 +638,8 @@
     const body = el('tbody');
     const table = el('table', { class: 'data', id: 'records' },
       el('caption', { class: 'sr-only' }, 'Records, in the order the API pages them'),
-      el('thead', {}, el('tr', {}, ['Id', 'Name', 'Last action', 'Last modified', 'Deleted', ''].map((h) => el('th', { scope: 'col' }, h)))),
+      el('thead', {}, el('tr', {}, ['Id', 'Name', 'Last action', 'Last modified', 'Deleted'].map((h) => el('th', { scope: 'col' }, h)),
+        el('th', { scope: 'col' }, el('span', { class: 'sr-only' }, 'Details')))),
       body);
     const previous = el('button', { type: 'button', id: 'records-previous' }, '← Previous page');
     const next = el('button', { type: 'button', id: 'records-next' }, 'Next page →');
