@@ -19,6 +19,9 @@ use std::time::Duration;
 
 const API_KEY: &str = "e2e-ui-api-key-do-not-leak";
 const WEBHOOK_SECRET: &str = "e2e-ui-webhook-secret-do-not-leak";
+const CLIENT_ID: &str = "e2e-ui-app";
+const CLIENT_SECRET: &str = "e2e-ui-client-secret-do-not-leak";
+const REVOKED_REFRESH_TOKEN: &str = "e2e-ui-revoked-refresh-token-do-not-leak";
 /// A customer's name that runs script if the page ever parses data as HTML.
 const HOSTILE: &str = r#"<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & Sons"#;
 
@@ -36,10 +39,27 @@ fn the_dashboard_shows_and_drives_the_connections_in_a_real_browser() {
     });
     let live = harness.fake.all_customers().iter().filter(|c| c["Active"].as_bool().unwrap_or(true)).count();
     add_connection(&harness.db(), "acme", &harness.base_url, &["--access-token", TOKEN, "--every", "1h"]);
-    // globex: a company that refuses the connection's token, so it shows a reason.
+    // globex: a company whose token endpoint refuses the connection's refresh
+    // token (invalid_grant), so it needs re-authorising and says why.
     let other = FakeQbo::new(REALM, "globex-token");
+    other.enable_oauth_with_refresh_token(CLIENT_ID, CLIENT_SECRET, "globex-current-refresh-token");
     let other_server = other.start().expect("the second fake starts");
-    add_connection(&harness.db(), "globex", &other_server.base_url(), &["--access-token", "a-revoked-token"]);
+    let token_url = format!("{}/oauth2/v1/tokens/bearer", other_server.base_url());
+    add_connection(
+        &harness.db(),
+        "globex",
+        &other_server.base_url(),
+        &[
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--refresh-token",
+            REVOKED_REFRESH_TOKEN,
+            "--token-url",
+            &token_url,
+        ],
+    );
 
     let receiver = WebhookReceiver::start();
     let serve = ServeProcess::start_with(
@@ -49,8 +69,8 @@ fn the_dashboard_shows_and_drives_the_connections_in_a_real_browser() {
     );
     let auth = format!("Bearer {API_KEY}");
     let connection = |id: &str| serve.api.get(&format!("/connections/{id}"), &[("Authorization", &auth)]).1;
-    wait_until("both connections have run once", Duration::from_secs(60), || {
-        connection("acme")["last_run"]["outcome"] == "success" && connection("globex")["last_run"].is_object()
+    wait_until("acme has synced and globex needs re-authorising", Duration::from_secs(120), || {
+        connection("acme")["last_run"]["outcome"] == "success" && connection("globex")["status"] == "needs_reauth"
     });
     assert_eq!(connection("acme")["last_run"]["summary"]["added"], json!(live), "{}", connection("acme"));
 
@@ -61,7 +81,7 @@ fn the_dashboard_shows_and_drives_the_connections_in_a_real_browser() {
     let held = gate.clone();
     harness.fake.on_request(move |_, _| {
         let since = std::time::Instant::now();
-        while !held.exists() && since.elapsed() < Duration::from_secs(120) {
+        while !held.exists() && since.elapsed() < Duration::from_secs(300) {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
@@ -100,7 +120,7 @@ fn the_dashboard_shows_and_drives_the_connections_in_a_real_browser() {
             "hostile": HOSTILE,
             "gate": gate,
             "screenshots": screenshots,
-            "secrets": [TOKEN, "a-revoked-token", WEBHOOK_SECRET],
+            "secrets": [TOKEN, WEBHOOK_SECRET, CLIENT_SECRET, REVOKED_REFRESH_TOKEN, "globex-current-refresh-token"],
         }),
     );
     assert_eq!(answer["ok"], true, "{answer}");
@@ -118,7 +138,7 @@ fn the_dashboard_shows_and_drives_the_connections_in_a_real_browser() {
     assert!(api_runs.iter().all(|r| r["outcome"] == "success"), "{runs}");
     harness.connection_as("acme").assert_store_matches_upstream();
     let stderr = serve.stderr();
-    for secret in [API_KEY, WEBHOOK_SECRET, TOKEN] {
+    for secret in [API_KEY, WEBHOOK_SECRET, TOKEN, CLIENT_SECRET, REVOKED_REFRESH_TOKEN] {
         assert!(!stderr.contains(secret), "serve logged a secret");
     }
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 const config = JSON.parse(readFileSync(0, 'utf8'));
 const { base, key, connection, broken, expectedLive, hostileId, hostile } = config;
-const WAIT = { timeout: 60_000 };
+const WAIT = { timeout: 120_000 };
 const checked = [];
 const step = (what) => {
   checked.push(what);
@@ -121,10 +121,11 @@ try {
   assert.equal(await acmeRow.locator('.records-stored').textContent(), String(expectedLive));
   assert.ok((await acmeRow.locator('.counts').textContent()).startsWith(`${expectedLive} added · 0 updated · 0 deleted`));
   const globex = listed.find((c) => c.id === broken);
-  assert.notEqual(globex.status, 'idle', JSON.stringify(globex));
+  assert.equal(globex.status, 'needs_reauth', JSON.stringify(globex));
   const globexRow = page.locator(`#connections tr[data-connection="${broken}"]`);
+  assert.equal(await globexRow.locator('.badge').first().textContent(), 'needs re-authorisation');
   assert.equal(await globexRow.locator('.reason').textContent(), globex.status_message);
-  step(`the connections page lists ${listed.length} connections, ${expectedLive} records stored, the reason of a failing one`);
+  step(`the connections page lists ${listed.length} connections, ${expectedLive} records stored, why one needs re-authorising`);
 
   await page.selectOption('#status-filter', 'idle');
   await page.waitForFunction(() => document.querySelectorAll('#connections tbody tr[data-connection]').length === 1, null, WAIT);
@@ -137,7 +138,7 @@ try {
   await page.selectOption('#status-filter', '');
   await page.waitForFunction((n) => document.querySelectorAll('#connections tbody tr[data-connection]').length === n, listed.length, WAIT);
   step('the status filter shows the connections of that status only');
-  await page.screenshot({ path: join(config.screenshots, 'ui-connections.png') });
+  await page.locator('body').screenshot({ path: join(config.screenshots, 'ui-connections.png') });
 
   // ---- A connection.
   await page.click(`#connections a[href="#/connections/${connection}"]`);
@@ -229,6 +230,18 @@ try {
   }, runsBefore, WAIT);
   step('reset asks for confirmation; dismissed it sends nothing, accepted it runs');
   await page.screenshot({ path: join(config.screenshots, 'ui-connection.png'), fullPage: true });
+
+  // ---- The other connection: why it stopped, and its failed run's error in full.
+  await page.click('a[data-nav="connections"]');
+  await page.click(`#connections a[href="#/connections/${broken}"]`);
+  await page.locator('#status-message').waitFor(WAIT);
+  assert.equal(await text(page, '#status-message'), globex.status_message);
+  const failed = (await api(`/connections/${broken}/runs`)).runs.filter((r) => r.error);
+  assert.deepEqual(await page.locator('#runs pre.run-error').allTextContents(), failed.map((r) => r.error));
+  assert.equal(await page.locator('#run-now').isVisible(), true);
+  await page.click('#run-now');
+  await page.waitForFunction(() => document.getElementById('action-result').textContent.includes('409 needs_reauth'), null, WAIT);
+  step('a connection that needs re-authorising shows why, its failed runs\' errors in full, and refuses run now');
 
   // ---- Records: every record once, in the API's order.
   const expected = await apiRecordIds();
