@@ -124,6 +124,10 @@ fn the_dashboard_shows_and_drives_the_connections_in_a_real_browser() {
         }),
     );
     assert_eq!(answer["ok"], true, "{answer}");
+    // Shown with --nocapture: what the browser checked, in order.
+    for step in answer["checked"].as_array().unwrap() {
+        println!("checked: {}", step.as_str().unwrap_or_default());
+    }
     for name in ["ui-connections.png", "ui-connection.png", "ui-records.png", "ui-phone.png"] {
         assert!(screenshots.join(name).metadata().is_ok_and(|m| m.len() > 0), "screenshot {name}");
     }
@@ -134,7 +138,11 @@ fn the_dashboard_shows_and_drives_the_connections_in_a_real_browser() {
     assert_eq!((acme["status"].as_str(), acme["every"].as_str()), (Some("idle"), Some("1h")), "{acme}");
     let runs = serve.api.get("/connections/acme/runs", &[("Authorization", &auth)]).1;
     let api_runs: Vec<&Value> = runs["runs"].as_array().unwrap().iter().filter(|r| r["trigger"] == "api").collect();
-    assert_eq!(api_runs.len(), 2, "run now and reset, each once (the dismissed reset sent nothing): {runs}");
+    assert_eq!(
+        api_runs.len(),
+        3,
+        "run now, reset, reset and empty, each once (the dismissed reset sent nothing): {runs}"
+    );
     assert!(api_runs.iter().all(|r| r["outcome"] == "success"), "{runs}");
     harness.connection_as("acme").assert_store_matches_upstream();
     let stderr = serve.stderr();

@@ -294,12 +294,45 @@ try {
   assert.ok(deleted.length > 0);
   await waitForIds(page, deleted.slice(0, 40), 'the deleted records');
   step(`the filter shows the ${deleted.length} deleted records`);
+  const all = (await api('/customers?limit=1000', { 'Connection-Id': connection })).records;
+  const since = all[Math.floor(all.length / 2)]._nango_metadata.last_modified_at;
+  await page.uncheck('input[name=filter][value=deleted]');
+  await page.fill('#records-modified-after', since);
+  await page.click('#records-form button[type=submit]');
+  const after = (await api(`/customers?limit=40&modified_after=${encodeURIComponent(since)}`, { 'Connection-Id': connection })).records;
+  await waitForIds(page, after.map((r) => r.id), 'the records modified after a time');
+  await page.fill('#records-modified-after', 'yesterday');
+  await page.click('#records-form button[type=submit]');
+  await page.waitForFunction(() => {
+    const error = document.getElementById('records-error');
+    return !error.hidden && error.textContent.includes('(400 ') && error.textContent.includes('`modified_after` must be an RFC 3339');
+  }, null, WAIT);
+  assert.equal(await page.locator('#records tbody tr[data-record]').count(), 0);
+  await page.fill('#records-modified-after', '');
+  step('modified_after shows what the API shows from that time; one it refuses shows its 400 and no records');
   await page.fill('#records-ids', [hostileId, ...some].join(', '));
   await page.uncheck('input[name=filter][value=deleted]');
   await page.click('#records-form button[type=submit]');
   await page.locator(`#records tr[data-record="${hostileId}"] button`).click();
   await page.locator('#record-json').waitFor(WAIT);
   await page.screenshot({ path: join(config.screenshots, 'ui-records.png'), fullPage: true });
+
+  // ---- Reset and empty: asks, says what it deletes, and the store fills again.
+  await page.goto(`${base}/ui#/connections/${connection}`);
+  await rows(page).first().waitFor(WAIT);
+  const runsNow = await rows(page).count();
+  let warned = '';
+  page.once('dialog', (dialog) => { warned = dialog.message(); dialog.accept(); });
+  await page.click('#reset-empty');
+  assert.ok(warned.includes('Delete every record'), warned);
+  await page.waitForFunction((n) => {
+    const first = document.querySelector('#runs tbody tr[data-run]');
+    return document.querySelectorAll('#runs tbody tr[data-run]').length > n && first.querySelector('.badge').textContent === 'success';
+  }, runsNow, WAIT);
+  const stored = (await api(`/sync/status?syncs=*&provider_config_key=quickbooks&connection_id=${connection}`)).syncs[0].recordCount.Customer;
+  await page.waitForFunction((n) => document.querySelector('.records-count[data-model="Customer"]').textContent === String(n), stored, WAIT);
+  assert.equal(stored, expectedLive - 1, 'the live records again, less the one archived');
+  step(`reset and empty warns what it deletes; the full pass fills the store again (${stored} records)`);
 
   // ---- Secrets: never in what the API gave the page.
   for (const answer of seen.answers) {
