@@ -13,6 +13,7 @@ mod real_quickbooks;
 mod resilience;
 mod store_faults;
 mod sync;
+mod ui;
 mod unattended;
 mod wasi;
 mod webhooks;

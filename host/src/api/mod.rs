@@ -24,6 +24,7 @@ mod control;
 mod nango;
 mod openapi;
 pub mod server;
+mod ui;
 mod webhooks;
 
 use crate::runtime::Endpoint;
@@ -395,7 +396,8 @@ fn routes(mut state: ApiState) -> (Router, serde_json::Value) {
     let (public, public_doc) = public.routes(routes!(openapi)).split_for_parts();
     let document = openapi::document(protected_doc, public_doc, &state);
     state.openapi = document.to_string().into();
-    let router = public.merge(protected).merge(nango);
+    // The dashboard's page and assets (docs/ui.md): no data, so not behind the key.
+    let router = public.merge(protected).merge(nango).merge(ui::routes(&state.endpoints));
     let router = router
         .fallback(|| async {
             ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such endpoint".into() }

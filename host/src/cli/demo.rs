@@ -364,7 +364,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         if args.no_serve {
             println!("records in {}", args.db.display());
         } else {
-            println!("\nserving on {base} (Ctrl-C to stop); the scheduler runs the connection hourly. Try:");
+            println!("\nserving on {base} (Ctrl-C to stop); the scheduler runs the connection hourly.");
+            println!("The dashboard (connections, runs, records; run it now from there): {base}/ui");
+            println!("Or try:");
             println!("  curl -s '{base}/customers?limit=2'");
             println!("  curl -s '{base}/customers?filter=deleted'");
             println!("  curl -s '{base}/customers?filter=updated&limit=5'");
