@@ -7,7 +7,9 @@
 //! nothing changed upstream, the idle runs are measured from outside:
 //! `serve`'s CPU (user + system, /proc/<pid>/stat) per idle run, schedule lag
 //! (a run's start minus the time it was due), peak memory, and provider
-//! requests per idle run (its own /metrics).
+//! requests per idle run (its own /metrics). On PostgreSQL, with several
+//! `serve` processes on one database: each one's CPU, and that no connection
+//! ran twice or not at all.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -15,6 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::cpu_seconds;
 use sync_host::store::{self, Connection, ConnectionStatus, ConnectionUpdate, OpenMode, StoredCredentials};
 
 const TOKEN: &str = "bench-token";
@@ -26,6 +29,10 @@ pub struct Plan<'a> {
     pub workers: u16,
     pub latency_ms: u64,
     pub window_secs: u64,
+    /// A PostgreSQL server to measure on too.
+    pub postgres: Option<&'a str>,
+    /// `serve` processes on PostgreSQL, one measurement each.
+    pub processes: &'a [usize],
 }
 
 /// A child process killed on drop.
@@ -67,16 +74,6 @@ fn start_printing_address(mut command: Command, from_stderr: bool) -> anyhow::Re
     Ok((Killed(child), address))
 }
 
-/// CPU seconds (user + system) of process `pid` so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command's closing parenthesis: fields 3…; utime and stime are 14 and 15.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(14) + ticks(15)) / 100.0 // USER_HZ
-}
-
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
@@ -100,55 +97,117 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// One row of the table.
 struct Row {
+    store: &'static str,
+    processes: usize,
     connections: usize,
     first_sync_secs: f64,
     idle_runs: usize,
+    /// Connections that ran more than once, or not at all, in the idle window.
+    run_twice: usize,
+    not_run: usize,
     cpu_us_per_idle_run: f64,
     cpu_share_at_15_min: f64,
+    /// The busiest process's share.
+    busiest_share_at_15_min: f64,
     lag_p50: f64,
     lag_p99: f64,
     peak_mib: f64,
+    anonymous_peak_mib: f64,
+    most_in_flight: usize,
     requests_per_idle_run: f64,
 }
 
 pub fn run(component: &Path, plan: &Plan) -> anyhow::Result<()> {
-    println!("## Many connections on one `serve --schedule` (SQLite)\n");
+    println!("## Many connections on one `serve --schedule`\n");
     println!(
         "Each connection its own fake company of {} customers, {} ms per request; `serve --workers {}`; \
          idle runs: every connection due once within {} s, nothing changed upstream.\n",
         plan.customers, plan.latency_ms, plan.workers, plan.window_secs
     );
+    let mut setups: Vec<(&'static str, usize)> = vec![("SQLite", 1)];
+    if plan.postgres.is_some() {
+        setups.extend(plan.processes.iter().map(|&n| ("PostgreSQL", n)));
+    }
     let mut rows = Vec::new();
     for &count in plan.counts {
-        rows.push(one(component, plan, count)?);
+        for &(store, processes) in &setups {
+            rows.push(one(component, plan, count, store, processes)?);
+        }
     }
     println!(
-        "| connections | first full sync of all | idle runs | CPU per idle run | one core at every 15 min | lag p50 | lag p99 | serve peak RSS | provider requests per idle run |"
+        "| store | serve processes | connections | first full sync of all | idle runs | run twice / not run | CPU per idle run | one core at every 15 min | busiest process | lag p50 | lag p99 | serve peak RSS | of it anonymous | most runs in flight | provider requests per idle run |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {:.1} s | {} | {:.0} µs | {:.2} % | {:.2} s | {:.2} s | {:.0} MiB | {:.1} |",
+            "| {} | {} | {} | {:.1} s | {} | {} / {} | {:.0} µs | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.0} MiB | {:.0} MiB | {} | {:.1} |",
+            r.store,
+            r.processes,
             r.connections,
             r.first_sync_secs,
             r.idle_runs,
+            r.run_twice,
+            r.not_run,
             r.cpu_us_per_idle_run,
             r.cpu_share_at_15_min,
+            r.busiest_share_at_15_min,
             r.lag_p50,
             r.lag_p99,
             r.peak_mib,
+            r.anonymous_peak_mib,
+            r.most_in_flight,
             r.requests_per_idle_run
         );
     }
-    if let [first, .., last] = rows.as_slice() {
-        let per_connection =
-            (last.peak_mib - first.peak_mib) * 1024.0 / (last.connections - first.connections).max(1) as f64;
-        println!("\nMemory growth per connection: {per_connection:.1} KiB.\n");
+    let sqlite: Vec<&Row> = rows.iter().filter(|r| r.store == "SQLite").collect();
+    if let [first, .., last] = sqlite.as_slice() {
+        let growth =
+            |f: fn(&Row) -> f64| (f(last) - f(first)) * 1024.0 / (last.connections - first.connections).max(1) as f64;
+        println!(
+            "\nOn SQLite, memory growth per connection: {:.1} KiB (peak RSS), {:.1} KiB (anonymous).\n",
+            growth(|r| r.peak_mib),
+            growth(|r| r.anonymous_peak_mib)
+        );
     }
     Ok(())
 }
 
-fn one(component: &Path, plan: &Plan, count: usize) -> anyhow::Result<Row> {
+/// Samples processes' anonymous resident memory (heap, stacks, the
+/// components' linear memories; not the database file SQLite maps) every
+/// 100 ms and keeps the peak of their sum.
+struct AnonymousPeak {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AnonymousPeak {
+    fn start(pids: Vec<u32>) -> Self {
+        use std::sync::atomic::Ordering;
+        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (peak, stopped) = (peak_kib.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let sum = pids.iter().map(|&pid| status_kib(pid, "RssAnon:")).sum();
+                peak.fetch_max(sum, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        AnonymousPeak { peak_kib, stop }
+    }
+
+    fn peak_mib(&self) -> f64 {
+        self.peak_kib.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for AnonymousPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processes: usize) -> anyhow::Result<Row> {
     let host = crate::process::sync_host()?;
     let mut fake = Command::new(&host);
     fake.args(["fake-qbo", "--companies", &count.to_string(), "--customers", &plan.customers.to_string()]).args([
@@ -164,12 +223,15 @@ fn one(component: &Path, plan: &Plan, count: usize) -> anyhow::Result<Row> {
     let realms: Vec<String> = serde_json::from_str(&listed)?;
 
     let dir = tempfile::tempdir()?;
-    let db = dir.path().join("connections.sqlite");
-    let store = store::open(db.to_str().expect("a UTF-8 path"), OpenMode::Create)?;
+    let database = match (kind, plan.postgres) {
+        ("PostgreSQL", Some(url)) => crate::process::Postgres::create(url)?,
+        _ => crate::process::Postgres::none(dir.path().join("connections.sqlite")),
+    };
+    let store = store::open(&database.location, OpenMode::Create)?;
     let now = sync_host::time::now_us();
     for (n, realm) in realms.iter().enumerate() {
         let connection = Connection {
-            id: format!("c{n:05}"),
+            id: format!("c{n:06}"),
             provider: "quickbooks".into(),
             base_url: fake_url.clone(),
             config: BTreeMap::from([("realmId".to_owned(), realm.clone())]),
@@ -191,17 +253,25 @@ fn one(component: &Path, plan: &Plan, count: usize) -> anyhow::Result<Row> {
     }
 
     let started = Instant::now();
-    let mut serve = Command::new(&host);
-    serve
-        .args(["serve", "--db", db.to_str().unwrap(), "--listen", "127.0.0.1:0", "--schedule"])
-        .args(["--workers", &plan.workers.to_string(), "--component"])
-        .arg(component);
-    let (serve, api) = start_printing_address(serve, true)?;
-    let pid = serve.0.id();
-    let successes = |api: &str| metric(api, r#"sync_runs_total{outcome="success"}"#) as usize;
-    while successes(&api) < count {
+    let mut serves = Vec::new();
+    for _ in 0..processes {
+        let mut serve = Command::new(&host);
+        serve
+            .args(["serve", "--db", &database.location, "--listen", "127.0.0.1:0", "--schedule"])
+            .args(["--workers", &plan.workers.to_string(), "--component"])
+            .arg(component);
+        serves.push(start_printing_address(serve, true)?);
+    }
+    let pids: Vec<u32> = serves.iter().map(|(serve, _)| serve.0.id()).collect();
+    let apis: Vec<String> = serves.iter().map(|(_, api)| api.clone()).collect();
+    let anonymous = AnonymousPeak::start(pids.clone());
+    // Polled once a second: a scrape costs `serve` a little CPU too (a
+    // Prometheus server would scrape every 15 s or more).
+    let sum = |name: &str| apis.iter().map(|api| metric(api, name)).sum::<f64>();
+    let successes = || sum(r#"sync_runs_total{outcome="success"}"#) as usize;
+    while successes() < count {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "the first full sync took over an hour");
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_secs(1));
     }
     let first_sync_secs = started.elapsed().as_secs_f64();
 
@@ -212,40 +282,61 @@ fn one(component: &Path, plan: &Plan, count: usize) -> anyhow::Result<Row> {
     for n in 0..count {
         let at = begins + window_us * n as i64 / count as i64;
         let update = ConnectionUpdate { next_run_at_us: Some(Some(at)), ..Default::default() };
-        store.connections.update(&format!("c{n:05}"), &update)?;
-        due.insert(format!("c{n:05}"), at);
+        store.connections.update(&format!("c{n:06}"), &update)?;
+        due.insert(format!("c{n:06}"), at);
     }
-    let (cpu_before, requests_before) = (cpu_seconds(pid), metric(&api, "sync_provider_requests_total"));
+    let cpu_before: Vec<f64> = pids.iter().map(|&pid| cpu_seconds(pid)).collect();
+    let requests_before = sum("sync_provider_requests_total");
     let measured_from = Instant::now();
-    while successes(&api) < 2 * count {
+    let mut most_in_flight = 0;
+    while successes() < 2 * count {
         anyhow::ensure!(
             measured_from.elapsed() < Duration::from_secs(plan.window_secs + 600),
             "the idle runs did not all happen within the window and ten minutes"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        let by_status = store.connections.count_by_status()?;
+        let running = by_status.iter().find(|(status, _)| status == "running").map_or(0, |(_, n)| *n as usize);
+        most_in_flight = most_in_flight.max(running);
+        std::thread::sleep(Duration::from_secs(1));
     }
-    let cpu = cpu_seconds(pid) - cpu_before;
-    let requests = metric(&api, "sync_provider_requests_total") - requests_before;
-    let mut lags: Vec<f64> = Vec::with_capacity(count);
+    let cpu: Vec<f64> = pids.iter().zip(&cpu_before).map(|(&pid, before)| cpu_seconds(pid) - before).collect();
+    let requests = sum("sync_provider_requests_total") - requests_before;
+    let (mut lags, mut run_twice, mut not_run) = (Vec::with_capacity(count), 0, 0);
     for (id, at) in &due {
-        let (runs, _) = store.runs.list(id, None, 1)?;
-        if let Some(run) = runs.first() {
-            lags.push((run.started_us - at) as f64 / 1e6);
+        let (runs, _) = store.runs.list(id, None, 3)?;
+        let in_window: Vec<_> = runs.iter().filter(|run| run.started_us >= begins).collect();
+        match in_window.as_slice() {
+            [] => not_run += 1,
+            [run] => lags.push((run.started_us - at) as f64 / 1e6),
+            [.., first] => {
+                run_twice += 1;
+                lags.push((first.started_us - at) as f64 / 1e6);
+            }
         }
     }
     lags.sort_by(f64::total_cmp);
-    let peak_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
-    let cpu_per_run = cpu / count as f64;
+    let peak_mib = pids.iter().map(|&pid| status_kib(pid, "VmHWM:")).sum::<u64>() as f64 / 1024.0;
+    // Each connection runs once every 15 minutes: CPU of one round of idle
+    // runs over 15 minutes is the share of one core.
+    let share = |cpu: f64| cpu / (15.0 * 60.0) * 100.0;
+    let total_cpu: f64 = cpu.iter().sum();
+    let cpu_per_run = total_cpu / count as f64;
     Ok(Row {
+        store: kind,
+        processes,
         connections: count,
         first_sync_secs,
         idle_runs: count,
+        run_twice,
+        not_run,
         cpu_us_per_idle_run: cpu_per_run * 1e6,
-        // Each connection once every 15 minutes: the share of one core.
-        cpu_share_at_15_min: cpu_per_run * count as f64 / (15.0 * 60.0) * 100.0,
+        cpu_share_at_15_min: share(total_cpu),
+        busiest_share_at_15_min: cpu.iter().copied().map(share).fold(0.0, f64::max),
         lag_p50: percentile(&lags, 0.5),
         lag_p99: percentile(&lags, 0.99),
         peak_mib,
+        anonymous_peak_mib: anonymous.peak_mib(),
+        most_in_flight,
         requests_per_idle_run: requests / count as f64,
     })
 }

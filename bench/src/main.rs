@@ -101,6 +101,14 @@ enum Section {
         /// The idle runs: every connection due once within this many seconds.
         #[arg(long, default_value_t = 120)]
         window_secs: u64,
+        /// Also on PostgreSQL: a server URL (a database of the benchmark's own
+        /// is created on it and dropped).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// On PostgreSQL, `serve --schedule` processes sharing the database,
+        /// one measurement each.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        processes: Vec<usize>,
     },
     /// One full sync in this process, for `full-sync` to measure (internal).
     #[command(hide = true)]
@@ -125,8 +133,16 @@ fn main() -> anyhow::Result<()> {
         Some(Section::Api { depth, samples, seconds }) => api_section(depth, samples, seconds),
         Some(Section::Demo { customers }) => demo(&component, customers),
         Some(Section::Node { customers }) => node(&component, customers),
-        Some(Section::Connections { counts, customers, workers, latency_ms, window_secs }) => {
-            let plan = connections::Plan { counts: &counts, customers, workers, latency_ms, window_secs };
+        Some(Section::Connections { counts, customers, workers, latency_ms, window_secs, postgres, processes }) => {
+            let plan = connections::Plan {
+                counts: &counts,
+                customers,
+                workers,
+                latency_ms,
+                window_secs,
+                postgres: postgres.as_deref(),
+                processes: &processes,
+            };
             connections::run(&component, &plan)
         }
         Some(Section::Child { base_url, db, native }) => child(&component, &base_url, &db, native),
@@ -144,6 +160,10 @@ fn main() -> anyhow::Result<()> {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ChildReport {
     seconds: f64,
+    /// CPU (user + system, every thread) the process spent in the run.
+    cpu_seconds: f64,
+    /// All the process's CPU, start-up and compiling the component included.
+    process_cpu_seconds: f64,
     added: u32,
     pages: u32,
     requests: u32,
@@ -177,9 +197,12 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
             outcome: Default::default(),
         };
         let started = Instant::now();
+        let cpu_before = process::cpu_seconds("self");
         let summary = quickbooks_customers::sync::run(&mut platform).map_err(|e| anyhow::anyhow!("native run: {e}"))?;
         ChildReport {
             seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds: process::cpu_seconds("self") - cpu_before,
+            process_cpu_seconds: process::cpu_seconds("self"),
             added: platform.outcome.added,
             pages: summary.pages,
             requests: summary.requests,
@@ -192,9 +215,12 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
         let mut spec =
             ConnectionSpec::new("bench", base_url, sync_host::providers::quickbooks::config("1"), Some("t".into()));
         spec.quota = Some(Quota::default());
+        let cpu_before = process::cpu_seconds("self");
         let report = Runner::new(runtime, database).run(&spec, None)?;
         ChildReport {
             seconds: report.elapsed.as_secs_f64(),
+            cpu_seconds: process::cpu_seconds("self") - cpu_before,
+            process_cpu_seconds: process::cpu_seconds("self"),
             added: report.outcome.added,
             pages: report.summary.pages,
             requests: report.summary.requests,
@@ -209,7 +235,18 @@ fn child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Re
 
 /// Runs one full sync of the company at `base_url` into `db` in a child.
 fn run_child(component: &Path, base_url: &str, db: &str, native: bool) -> anyhow::Result<ChildReport> {
-    let mut command = std::process::Command::new(std::env::current_exe()?);
+    // A profiler can wrap the child: SYNC_BENCH_CHILD_WRAPPER="perf record -g -o run.perf --"
+    // (BENCHMARKS.md, "Where a customer's CPU goes").
+    let wrapper = std::env::var("SYNC_BENCH_CHILD_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(std::env::current_exe()?);
+            command
+        }
+        None => std::process::Command::new(std::env::current_exe()?),
+    };
     command.args(["--component"]).arg(component).args(["child", "--base-url", base_url, "--db", db]);
     if native {
         command.arg("--native");
@@ -223,8 +260,8 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
     println!("## Full sync, end to end\n");
     println!("Median of {rounds} interleaved rounds, each from an empty database; each run in a process of its own,");
     println!("against a local server of pre-built QuickBooks pages (1,000 customers each).\n");
-    println!("| store | customers | in wasmtime (rec/s) | native (rec/s) | wasmtime / native time | requests | host peak RSS | of it anonymous | component peak memory |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| store | customers | in wasmtime (rec/s) | native (rec/s) | wasmtime / native time | CPU per customer: the run, wasmtime | the process, wasmtime | the run, native | requests | host peak RSS | of it anonymous | component peak memory |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in sizes {
         let server = pages::PageServer::start(n);
         let mut backends = vec![("SQLite", None)];
@@ -233,6 +270,7 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
         }
         for (name, postgres) in &backends {
             let (mut wasm, mut native) = (Vec::new(), Vec::new());
+            let (mut wasm_cpu, mut wasm_process_cpu, mut native_cpu) = (Vec::new(), Vec::new(), Vec::new());
             let (mut rss, mut anonymous, mut component_peak, mut requests) = (0, 0, 0, 0);
             for _ in 0..rounds {
                 for is_native in [false, true] {
@@ -245,8 +283,11 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
                     anyhow::ensure!(report.added as usize == n, "stored {} of {n}", report.added);
                     if is_native {
                         native.push(report.seconds);
+                        native_cpu.push(report.cpu_seconds);
                     } else {
                         wasm.push(report.seconds);
+                        wasm_cpu.push(report.cpu_seconds);
+                        wasm_process_cpu.push(report.process_cpu_seconds);
                         rss = rss.max(report.process_peak_kb);
                         anonymous = anonymous.max(report.anonymous_peak_kb);
                         component_peak = component_peak.max(report.component_peak_bytes);
@@ -255,11 +296,15 @@ fn full_sync(component: &Path, sizes: &[usize], rounds: usize, postgres: Option<
                 }
             }
             let (wasm, native) = (median(wasm), median(native));
+            let per_customer_us = |cpu: Vec<f64>| median(cpu) / n as f64 * 1e6;
             println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {requests} | {:.0} MiB | {:.0} MiB | {:.1} MiB |",
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.1} µs | {:.1} µs | {:.1} µs | {requests} | {:.0} MiB | {:.0} MiB | {:.1} MiB |",
                 n as f64 / wasm,
                 n as f64 / native,
                 wasm / native,
+                per_customer_us(wasm_cpu),
+                per_customer_us(wasm_process_cpu),
+                per_customer_us(native_cpu),
                 rss as f64 / 1024.0,
                 anonymous as f64 / 1024.0,
                 component_peak as f64 / (1 << 20) as f64,
