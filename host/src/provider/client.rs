@@ -129,7 +129,7 @@ impl ProviderClient {
         pacer: Arc<Pacer>,
         throttle_wait: Duration,
     ) -> anyhow::Result<Self> {
-        Self::with_agent(http_agent(policy.timeout), &base_url, credentials, policy, pacer, throttle_wait)
+        Self::with_agent(http_agent(policy.timeout), base_url, credentials, policy, pacer, throttle_wait)
     }
 
     /// Like [`ProviderClient::new`], sending through `agent` (made by
