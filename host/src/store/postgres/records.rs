@@ -15,6 +15,7 @@
 //! Statements are prepared once per pooled connection.
 
 use deadpool_postgres::Object;
+use std::collections::HashSet;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -81,6 +82,25 @@ WITH s AS (
 )
 SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE NOT added) FROM changed";
 
+/// [`SAVE`] for a batch of new records only, as a plain `INSERT`: a
+/// quarter cheaper than the upsert, which looks each record up before
+/// inserting it. A batch that holds a stored id fails on the primary key
+/// (and is saved again with [`SAVE`]). Same parameters and row.
+const INSERT_NEW: &str = "
+WITH s AS (
+    SELECT id, greatest($3, clock_us + 1) AS first, open_listing AS listing
+    FROM scopes WHERE connection = $1 AND model = $2
+), w AS (
+    INSERT INTO records (scope, id, json, hash, first_seen_at, last_modified_at, last_action, deleted_at, listing)
+    SELECT s.id, b.id, b.json, b.hash, s.first + b.n - 1, s.first + b.n - 1, 'ADDED', NULL, s.listing
+    FROM s, unnest($4::text[], $5::text[], $6::bytea[]) WITH ORDINALITY AS b(id, json, hash, n)
+    RETURNING last_modified_at AS at
+), clock AS (
+    UPDATE scopes SET clock_us = c.last FROM (SELECT max(at) AS last FROM w) c
+    WHERE scopes.id = (SELECT id FROM s) AND c.last IS NOT NULL
+)
+SELECT count(*), 0::bigint FROM w";
+
 /// Parameters: connection, model, now (µs), ids. One row: how many were
 /// deleted. Soft-deletes the live records of `ids`, each with the timestamp
 /// `first + its position - 1` as [`SAVE`] hands them out; unknown and
@@ -106,12 +126,23 @@ const KEEP: &str = "UPDATE records r SET listing = $3 FROM unnest($2::text[]) AS
 
 pub struct PgRecords {
     connection: Shared,
+    /// The scopes a batch of this handle found records in: their batches go
+    /// straight to [`SAVE`]. Any other scope's batch is tried as
+    /// [`INSERT_NEW`] first (the batches of a first sync all succeed).
+    stored: HashSet<Scope>,
 }
 
 impl PgRecords {
     pub(super) fn new(connection: Shared) -> Self {
-        PgRecords { connection }
+        PgRecords { connection, stored: HashSet::new() }
     }
+}
+
+/// What a write transaction did.
+enum Written {
+    Committed(Vec<Row>),
+    /// Rolled back: the statement met a record already stored.
+    Duplicate,
 }
 
 /// Runs `statement` in a transaction of its own after creating and locking
@@ -122,6 +153,20 @@ async fn locked_write(
     statement: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, StoreError> {
+    match try_locked_write(client, scope, statement, params).await? {
+        Written::Committed(rows) => Ok(rows),
+        Written::Duplicate => Err(StoreError::Backend(format!("a record of `{}` is stored twice", scope.model))),
+    }
+}
+
+/// [`locked_write`], answering [`Written::Duplicate`] when the statement
+/// fails on the records' primary key.
+async fn try_locked_write(
+    client: &Object,
+    scope: &Scope,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Written, StoreError> {
     let create = client.prepare_cached(CREATE_SCOPE).await?;
     let lock = client.prepare_cached(LOCK_SCOPE).await?;
     let statement = client.prepare_cached(statement).await?;
@@ -132,6 +177,9 @@ async fn locked_write(
         client.execute(&lock, &key),
         client.query(&statement, params),
     );
+    let duplicate = matches!(&rows, Err(e) if e.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some("records_pkey")
+    }));
     // The first failure is the cause; those after it only say that the
     // transaction was aborted.
     let result = (move || {
@@ -145,7 +193,11 @@ async fn locked_write(
     match result {
         Ok(rows) => {
             client.batch_execute("COMMIT").await?;
-            Ok(rows)
+            Ok(Written::Committed(rows))
+        }
+        Err(_) if duplicate => {
+            client.batch_execute("ROLLBACK").await?;
+            Ok(Written::Duplicate)
         }
         Err(error) => Err(rollback(client, error).await),
     }
@@ -197,7 +249,17 @@ impl RecordWrites for PgRecords {
         let client = self.connection.lock();
         let now = now_us();
         let params: [&(dyn ToSql + Sync); 6] = [&scope.connection, &scope.model, &now, &ids, &json, &hashes];
-        let rows = wait(locked_write(&client, scope, SAVE, &params))?;
+        let rows = wait(async {
+            if !self.stored.contains(scope) {
+                match try_locked_write(&client, scope, INSERT_NEW, &params).await? {
+                    Written::Committed(rows) => return Ok(rows),
+                    Written::Duplicate => {
+                        self.stored.insert(scope.clone());
+                    }
+                }
+            }
+            locked_write(&client, scope, SAVE, &params).await
+        })?;
         let (added, updated) = (count(&rows[0], 0), count(&rows[0], 1));
         Ok(BatchOutcome {
             added,
