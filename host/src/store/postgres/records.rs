@@ -8,8 +8,9 @@
 //!
 //! A batch is one statement over arrays (`unnest`), and the transaction
 //! around it one round trip: `BEGIN`, the scope's row created and locked,
-//! and the batch's statement are sent together (tokio-postgres pipelines
-//! requests issued concurrently on one connection), then `COMMIT`. The
+//! the batch's statement and `COMMIT` are sent together (tokio-postgres
+//! pipelines requests issued concurrently on one connection; after a
+//! failure, `COMMIT` ends the aborted transaction as a rollback). The
 //! statement reads the scope's row itself (its clock and open listing): it
 //! runs after the lock is taken, so it sees every write committed before.
 //! Statements are prepared once per pooled connection.
@@ -146,7 +147,7 @@ enum Written {
 }
 
 /// Runs `statement` in a transaction of its own after creating and locking
-/// the scope's row, in one round trip and a `COMMIT`; returns its rows.
+/// the scope's row, all in one round trip; returns its rows.
 async fn locked_write(
     client: &Object,
     scope: &Scope,
@@ -171,11 +172,14 @@ async fn try_locked_write(
     let lock = client.prepare_cached(LOCK_SCOPE).await?;
     let statement = client.prepare_cached(statement).await?;
     let key: [&(dyn ToSql + Sync); 2] = [&scope.connection, &scope.model];
-    let (begun, created, locked, rows) = tokio::join!(
+    // COMMIT goes with them: after a failure it ends the aborted
+    // transaction as a ROLLBACK would.
+    let (begun, created, locked, rows, committed) = tokio::join!(
         client.batch_execute(BEGIN),
         client.execute(&create, &key),
         client.execute(&lock, &key),
         client.query(&statement, params),
+        client.batch_execute("COMMIT"),
     );
     let duplicate = matches!(&rows, Err(e) if e.as_db_error().is_some_and(|db| {
         *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some("records_pkey")
@@ -188,18 +192,14 @@ async fn try_locked_write(
         if locked? != 1 {
             return Err(StoreError::Backend(format!("the scope `{}` of `{}` vanished", scope.model, scope.connection)));
         }
-        Ok(rows?)
+        let rows = rows?;
+        committed?;
+        Ok(rows)
     })();
     match result {
-        Ok(rows) => {
-            client.batch_execute("COMMIT").await?;
-            Ok(Written::Committed(rows))
-        }
-        Err(_) if duplicate => {
-            client.batch_execute("ROLLBACK").await?;
-            Ok(Written::Duplicate)
-        }
-        Err(error) => Err(rollback(client, error).await),
+        Ok(rows) => Ok(Written::Committed(rows)),
+        Err(_) if duplicate => Ok(Written::Duplicate),
+        Err(error) => Err(error),
     }
 }
 
@@ -209,12 +209,6 @@ async fn lock_scope(tx: &deadpool_postgres::Transaction<'_>, scope: &Scope) -> R
     let lock = tx.prepare_cached(LOCK_SCOPE).await?;
     tx.execute(&create, &[&scope.connection, &scope.model]).await?;
     Ok(tx.query_one(&lock, &[&scope.connection, &scope.model]).await?.get(0))
-}
-
-async fn rollback(client: &Object, error: StoreError) -> StoreError {
-    // A connection that broke is dropped by the pool; the error is the cause.
-    let _ = client.batch_execute("ROLLBACK").await;
-    error
 }
 
 /// A count the statements return as `bigint`.
