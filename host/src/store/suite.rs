@@ -70,6 +70,26 @@ pub fn change_tracking_follows_the_records_cache_semantics(db: &Store) {
     assert_eq!((two.last_action, two.deleted_us), (LastAction::Updated, None));
 }
 
+pub fn a_batch_mixing_new_changed_unchanged_and_deleted_records_is_saved_in_batch_order(db: &Store) {
+    let s = scope("c");
+    save(db, &s, &[r#"{"id":"1"}"#, r#"{"id":"2"}"#, r#"{"id":"3"}"#]);
+    db.run_writes().unwrap().records.delete(&s, &["3".into()]).unwrap();
+    let before = all(db, &s);
+    let listing = db.run_writes().unwrap().records.begin_listing(&s).unwrap();
+    // New ids before and after stored ones: a backend that tries the batch
+    // as new records first meets the stored ids midway.
+    let o = save(db, &s, &[r#"{"id":"4"}"#, r#"{"id":"1"}"#, r#"{"id":"2","v":2}"#, r#"{"id":"3"}"#, r#"{"id":"5"}"#]);
+    assert_eq!((o.added, o.updated, o.unchanged), (2, 2, 1));
+    let after = all(db, &s);
+    let order: Vec<&str> = after.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(order, vec!["1", "4", "2", "3", "5"], "the changes in batch order, after the unchanged one");
+    assert_eq!(find(db, &s, "1").last_modified_us, before.iter().find(|r| r.id == "1").unwrap().last_modified_us);
+    let three = find(db, &s, "3");
+    assert_eq!((three.last_action, three.deleted_us), (LastAction::Updated, None), "3 came back");
+    assert_eq!(find(db, &s, "4").last_action, LastAction::Added);
+    assert_eq!(db.run_writes().unwrap().records.end_listing(&s, listing).unwrap().deleted, 0, "all five were seen");
+}
+
 pub fn timestamps_strictly_increase_so_the_order_is_total(db: &Store) {
     let s = scope("c");
     let texts: Vec<String> = (0..500).map(|i| format!(r#"{{"id":"{i}"}}"#)).collect();
@@ -636,6 +656,7 @@ macro_rules! store_suite {
     ($open:expr) => {
         $crate::store_suite!(@cases $open;
             change_tracking_follows_the_records_cache_semantics,
+            a_batch_mixing_new_changed_unchanged_and_deleted_records_is_saved_in_batch_order,
             timestamps_strictly_increase_so_the_order_is_total,
             keyset_pages_visit_every_record_once,
             a_page_can_ask_for_ids_and_actions_together,

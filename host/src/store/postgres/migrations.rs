@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_schema.sql")),
     (2, include_str!("../../../migrations/postgres/0002_connection_provider.sql")),
     (3, include_str!("../../../migrations/postgres/0003_nango_names.sql")),
+    (4, include_str!("../../../migrations/postgres/0004_records_scope_trigger.sql")),
 ];
 
 /// The schema version this host writes.

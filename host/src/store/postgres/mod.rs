@@ -389,6 +389,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_scope_with_records_cannot_be_deleted() {
+        let Some(db) = fresh() else { return };
+        let scope = crate::store::Scope { connection: "c".into(), model: "Customer".into() };
+        let batch = crate::capabilities::records::validate_batch(&[r#"{"id":"1"}"#.to_string()]).unwrap();
+        db.run_writes().unwrap().records.save(&scope, &batch).unwrap();
+        let delete_scope = || {
+            wait(async {
+                let client = db.pool.get().await.expect("a connection");
+                client.execute("DELETE FROM scopes WHERE connection = 'c'", &[]).await
+            })
+        };
+        let error = delete_scope().expect_err("the scope has a record");
+        assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION), "{error:?}");
+        assert!(db.records.connection_exists("c").unwrap(), "nothing deleted");
+        wait(async {
+            let client = db.pool.get().await.expect("a connection");
+            client.execute("DELETE FROM records", &[]).await
+        })
+        .unwrap();
+        assert_eq!(delete_scope().unwrap(), 1, "without records it goes");
+    }
+
+    #[test]
     fn passwords_are_never_shown() {
         assert_eq!(without_password("postgres://u:s3cret@h:5432/db"), "postgres://u@h:5432/db");
         assert_eq!(without_password("postgres://h/db"), "postgres://h/db");
