@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../../migrations/postgres/0002_connection_provider.sql")),
     (3, include_str!("../../../migrations/postgres/0003_nango_names.sql")),
     (4, include_str!("../../../migrations/postgres/0004_records_scope_trigger.sql")),
+    (5, include_str!("../../../migrations/postgres/0005_notified_index.sql")),
 ];
 
 /// The schema version this host writes.
