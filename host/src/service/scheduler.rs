@@ -211,7 +211,13 @@ impl Scheduler {
             // Another process runs it, or just did: nothing to record, it is not ours.
             Err(RunFailure::Busy(_)) => {
                 tracing::debug!(target: "scheduler", connection = id, "run by another worker");
-                self.elsewhere().insert(id.to_owned(), Instant::now() + POLL);
+                // Not when this process's own pass writing what the store
+                // refused may hold the lock (it takes the locks of the
+                // connections it has kept something for, and is over in a
+                // moment): the run is tried again at the next look.
+                if !self.runner.unrecorded().connections().iter().any(|kept| kept == id) {
+                    self.elsewhere().insert(id.to_owned(), Instant::now() + POLL);
+                }
             }
             Err(RunFailure::NotDue(_)) => tracing::debug!(target: "scheduler", connection = id, "no longer due"),
             Err(failure) => tracing::warn!(target: "scheduler", connection = id, "run failed: {failure}"),
