@@ -14,7 +14,6 @@ use e2e_tests::*;
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const API_KEY: &str = "e2e-ui-api-key-do-not-leak";
@@ -173,41 +172,11 @@ fn chromium() -> Option<PathBuf> {
 
 /// `tests/ui`, with its locked playwright-core installed (`npm ci`) on first use.
 fn driver_installed() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let output = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            // playwright-core downloads nothing on install; this says so to any later version.
-            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-            .output()
-            .unwrap_or_else(|e| panic!("npm runs (it comes with Node.js >= 20, on PATH): {e}"));
-        assert!(
-            output.status.success(),
-            "`npm ci` in {} failed:\n{}{}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    dir
+    // playwright-core downloads nothing on install; this says so to any later version.
+    npm_installed("ui", "playwright-core", &[("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")])
 }
 
 /// Runs `browser.mjs` with `config` on its stdin; its last line is its answer.
 fn run_driver(dir: &Path, config: &Value) -> Value {
-    let mut child = Command::new("node")
-        .arg(dir.join("browser.mjs"))
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("node runs browser.mjs (Node.js >= 20 must be on PATH): {e}"));
-    child.stdin.take().unwrap().write_all(config.to_string().as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser.mjs failed ({}):\n{stderr}\n{stdout}", output.status);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("browser.mjs printed no JSON line ({e}):\n{stdout}\n{stderr}"))
+    node_script(dir, "browser.mjs", config)
 }

@@ -5,8 +5,8 @@
 //! `private_postgres` (a server of a test's own, to stop and restart), `processes`
 //! (the command line, `serve`, API clients, a webhook receiver), `model`
 //! (the Customer model, written independently of the guest), `openapi`
-//! (answers checked against the document) and `nango` (Nango's own Node SDK,
-//! driven from the tests).
+//! (answers checked against the document), `nango` (Nango's own Node SDK,
+//! driven from the tests) and `node` (the Node.js programs the tests drive).
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -31,6 +31,7 @@ mod artifacts;
 mod harness;
 mod model;
 mod nango;
+mod node;
 mod openapi;
 mod postgres;
 mod private_postgres;
@@ -40,6 +41,7 @@ pub use artifacts::*;
 pub use harness::*;
 pub use model::*;
 pub use nango::*;
+pub use node::*;
 pub use openapi::*;
 pub use postgres::*;
 pub use private_postgres::*;
