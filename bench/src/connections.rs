@@ -75,8 +75,7 @@ fn start_printing_address(mut command: Command, from_stderr: bool) -> anyhow::Re
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+    crate::process::status_kb(&format!("/proc/{pid}/status"), field).unwrap_or(0)
 }
 
 /// A counter of `serve`'s metrics (0 when absent).
@@ -172,41 +171,6 @@ pub fn run(component: &Path, plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Samples processes' anonymous resident memory (heap, stacks, the
-/// components' linear memories; not the database file SQLite maps) every
-/// 100 ms and keeps the peak of their sum.
-struct AnonymousPeak {
-    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl AnonymousPeak {
-    fn start(pids: Vec<u32>) -> Self {
-        use std::sync::atomic::Ordering;
-        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (peak, stopped) = (peak_kib.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                let sum = pids.iter().map(|&pid| status_kib(pid, "RssAnon:")).sum();
-                peak.fetch_max(sum, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        AnonymousPeak { peak_kib, stop }
-    }
-
-    fn peak_mib(&self) -> f64 {
-        self.peak_kib.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
-    }
-}
-
-impl Drop for AnonymousPeak {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processes: usize) -> anyhow::Result<Row> {
     let host = crate::process::sync_host()?;
     let mut fake = Command::new(&host);
@@ -264,7 +228,7 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
     }
     let pids: Vec<u32> = serves.iter().map(|(serve, _)| serve.0.id()).collect();
     let apis: Vec<String> = serves.iter().map(|(_, api)| api.clone()).collect();
-    let anonymous = AnonymousPeak::start(pids.clone());
+    let anonymous = crate::process::AnonPeak::of(pids.iter().map(u32::to_string).collect(), Duration::from_millis(100));
     // Polled once a second: a scrape costs `serve` a little CPU too (a
     // Prometheus server would scrape every 15 s or more).
     let sum = |name: &str| apis.iter().map(|api| metric(api, name)).sum::<f64>();
@@ -335,7 +299,7 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
         lag_p50: percentile(&lags, 0.5),
         lag_p99: percentile(&lags, 0.99),
         peak_mib,
-        anonymous_peak_mib: anonymous.peak_mib(),
+        anonymous_peak_mib: anonymous.peak_kb() as f64 / 1024.0,
         most_in_flight,
         requests_per_idle_run: requests / count as f64,
     })

@@ -9,32 +9,51 @@ pub fn own_peak_kb() -> u64 {
     status_kb("/proc/self/status", "VmHWM:").unwrap_or(0)
 }
 
-/// Samples this process's anonymous resident memory (RssAnon: heap, stacks,
-/// the component's linear memory) every few milliseconds and keeps the peak.
-/// VmHWM also counts file pages mapped in, and SQLite maps its database file
-/// (mmap_size), so at a million customers VmHWM is mostly the database file
-/// in the page cache; RssAnon is what the process itself holds.
+/// Samples anonymous resident memory (RssAnon: heap, stacks, the
+/// components' linear memory) of one or more processes and keeps the peak of
+/// their sum. VmHWM also counts file pages mapped in, and SQLite maps its
+/// database file (mmap_size), so at a million customers VmHWM is mostly the
+/// database file in the page cache; RssAnon is what the processes hold.
 pub struct AnonPeak {
+    pids: Vec<String>,
     peak_kb: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AnonPeak {
+    /// This process, every 5 ms.
     pub fn start() -> Self {
+        Self::of(vec!["self".into()], Duration::from_millis(5))
+    }
+
+    /// The processes `pids` (or `self`), every `every`, until dropped.
+    pub fn of(pids: Vec<String>, every: Duration) -> Self {
+        use std::sync::atomic::Ordering;
         let peak_kb = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let sampled = peak_kb.clone();
-        std::thread::spawn(move || loop {
-            if let Some(kb) = status_kb("/proc/self/status", "RssAnon:") {
-                sampled.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sampled, stopped, sampled_pids) = (peak_kb.clone(), stop.clone(), pids.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                sampled.fetch_max(anonymous_kb(&sampled_pids), Ordering::Relaxed);
+                std::thread::sleep(every);
             }
-            std::thread::sleep(Duration::from_millis(5));
         });
-        AnonPeak { peak_kb }
+        AnonPeak { pids, peak_kb, stop }
     }
 
     pub fn peak_kb(&self) -> u64 {
-        let last = status_kb("/proc/self/status", "RssAnon:").unwrap_or(0);
-        self.peak_kb.load(std::sync::atomic::Ordering::Relaxed).max(last)
+        self.peak_kb.load(std::sync::atomic::Ordering::Relaxed).max(anonymous_kb(&self.pids))
     }
+}
+
+impl Drop for AnonPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn anonymous_kb(pids: &[String]) -> u64 {
+    pids.iter().map(|pid| status_kb(&format!("/proc/{pid}/status"), "RssAnon:").unwrap_or(0)).sum()
 }
 
 /// CPU seconds (user + system, all threads) of process `pid` so far, from
@@ -48,7 +67,8 @@ pub fn cpu_seconds(pid: impl std::fmt::Display) -> f64 {
     (ticks(14) + ticks(15)) / 100.0 // USER_HZ
 }
 
-fn status_kb(path: &str, field: &str) -> Option<u64> {
+/// A `/proc/<pid>/status` field in KiB (`VmHWM:`, `RssAnon:` …).
+pub fn status_kb(path: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(path).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
