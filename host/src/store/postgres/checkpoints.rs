@@ -1,4 +1,4 @@
-//! A run's checkpoints in PostgreSQL, on the connection of its record writes;
+//! A run's checkpoints in PostgreSQL, on a pooled connection taken for each;
 //! each statement prepared once per connection.
 //!
 //! A checkpoint is committed without waiting for its WAL to reach the disk
@@ -32,7 +32,7 @@ impl PgCheckpoints {
 
 impl Checkpoints for PgCheckpoints {
     fn get(&mut self, connection: &str, sync: &str) -> Result<Option<String>, StoreError> {
-        let client = self.connection.lock();
+        let client = self.connection.client()?;
         let row = wait(async {
             let get = client.prepare_cached(checkpoints::GET).await?;
             client.query_opt(&get, &[&connection, &sync]).await
@@ -41,7 +41,7 @@ impl Checkpoints for PgCheckpoints {
     }
 
     fn save(&mut self, connection: &str, sync: &str, value: &str) -> Result<(), StoreError> {
-        let client = self.connection.lock();
+        let client = self.connection.client()?;
         let now = now_us();
         let params: [&(dyn ToSql + Sync); 4] = [&connection, &sync, &value, &now];
         wait(async {

@@ -17,7 +17,7 @@ mod records;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use tokio::runtime::Handle;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
@@ -127,17 +127,15 @@ fn wait<F: Future>(future: F) -> F::Output {
     driver().block_on(future)
 }
 
-/// One pooled connection used by the stores of one handle or one run.
+/// The pool the stores of one run take a connection from for each write,
+/// and give it back after: a run waiting on its provider holds none
+/// (docs/store.md, "Connections").
 #[derive(Clone)]
-struct Shared(Arc<Mutex<Object>>);
+struct Shared(Pool);
 
 impl Shared {
-    fn new(object: Object) -> Self {
-        Shared(Arc::new(Mutex::new(object)))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Object> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn client(&self) -> Result<Object, StoreError> {
+        Ok(wait(self.0.get())?)
     }
 }
 
@@ -160,13 +158,15 @@ pub fn open(url: &str) -> Result<Store, StoreError> {
 }
 
 /// Connections in the pool when nothing says more are needed.
-const POOL_SIZE: usize = 32;
+const POOL_SIZE: usize = 16;
 
-/// The pool for `runs_at_once` runs, each holding two connections (its
-/// writes, and the session of its advisory run lock), and the API's and the
-/// deliverer's beside them.
+/// The pool for `runs_at_once` runs. A run takes a connection only while it
+/// writes (its run lock lives on the lock session, outside the pool), so
+/// the pool is sized for the writes at once, not the runs, which spend most
+/// of their time waiting on the provider; 8 more for the API, the deliverer
+/// and the scheduler (docs/store.md, "Connections").
 pub fn pool_size(runs_at_once: usize) -> usize {
-    POOL_SIZE.max(runs_at_once.saturating_mul(2).saturating_add(8))
+    POOL_SIZE.max(runs_at_once / 4 + 8)
 }
 
 /// [`open`] with at most `connections` open at once.
@@ -191,7 +191,8 @@ fn open_config(
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
     config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(30));
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager =
+        Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(connections)
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -225,7 +226,7 @@ fn open_config(
         runs: Arc::new(SqlRunHistory(backend.clone())),
         deliveries: Arc::new(SqlDeliveries(backend.clone())),
         records: Arc::new(SqlRecordReads(backend.clone())),
-        locks: Arc::new(locks::AdvisoryLocks { pool: pool.clone() }),
+        locks: Arc::new(locks::AdvisoryLocks::new(pool.clone(), config)),
         writer: Arc::new(backend),
         location: shown,
     };
@@ -255,7 +256,7 @@ impl Backend for PgBackend {
 
 impl RunWriter for PgBackend {
     fn run_writes(&self) -> Result<RunWrites, StoreError> {
-        let shared = Shared::new(wait(self.pool.get())?);
+        let shared = Shared(self.pool.clone());
         Ok(RunWrites {
             records: Box::new(records::PgRecords::new(shared.clone())),
             checkpoints: Box::new(checkpoints::PgCheckpoints::new(shared)),
@@ -352,7 +353,7 @@ pub(crate) mod tests {
     pub struct Fresh {
         store: Store,
         pool: Pool,
-        _database: pg_scratch::ScratchDatabase,
+        database: pg_scratch::ScratchDatabase,
     }
 
     impl std::ops::Deref for Fresh {
@@ -373,7 +374,7 @@ pub(crate) mod tests {
         let database = pg_scratch::ScratchDatabase::create(&server()?, "sync_host_test");
         let config: tokio_postgres::Config = database.url.parse().expect("a PostgreSQL URL");
         let (store, pool) = open_config(config, database.name.clone(), POOL_SIZE).expect("the test database opens");
-        Some(Fresh { store, pool, _database: database })
+        Some(Fresh { store, pool, database })
     }
 
     crate::store_suite!(fresh());
@@ -409,6 +410,84 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert_eq!(delete_scope().unwrap(), 1, "without records it goes");
+    }
+
+    /// The server's sessions on the test database, this query's included.
+    fn sessions(db: &Fresh) -> i64 {
+        wait(async {
+            let client = db.pool.get().await.expect("a connection");
+            let row = client
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()", &[])
+                .await
+                .expect("pg_stat_activity");
+            row.get(0)
+        })
+    }
+
+    #[test]
+    fn runs_in_flight_hold_no_server_connection_between_writes() {
+        let Some(db) = fresh() else { return };
+        let before = sessions(&db);
+        // Fifty runs in flight, each with its lock and its writes' handle,
+        // having written once: what a run waiting on its provider holds.
+        let runs: Vec<_> = (0..50)
+            .map(|n| {
+                let connection = format!("c{n}");
+                let lease = db.locks.try_lock_run(&connection).unwrap().expect("free");
+                let mut writes = db.run_writes().unwrap();
+                writes.checkpoints.save(&connection, "customers", "page 1").unwrap();
+                (lease, writes)
+            })
+            .collect();
+        let during = sessions(&db);
+        assert!(during <= before + 1, "{before} sessions before, {during} with 50 runs in flight");
+        // The locks hold across processes: another store on the database
+        // finds the connections busy.
+        let other = open_sized(&db.database.url, 4).expect("a second store");
+        assert!(other.locks.try_lock_run("c7").unwrap().is_none(), "held by the first store");
+        drop(runs);
+        assert!(other.locks.try_lock_run("c7").unwrap().is_some(), "released with its run");
+    }
+
+    #[test]
+    fn run_locks_survive_their_session_being_closed() {
+        let Some(db) = fresh() else { return };
+        let lease = db.locks.try_lock_run("c").unwrap().expect("free");
+        // The server ends the session holding the run locks (a restart, an
+        // administrator), which frees them there.
+        let ended: i64 = wait(async {
+            let client = db.pool.get().await.expect("a connection");
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                     JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
+                     WHERE l.locktype = 'advisory' AND l.pid <> pg_backend_pid()) ended",
+                    &[],
+                )
+                .await
+                .expect("terminated");
+            row.get(0)
+        });
+        assert_eq!(ended, 1, "the one session holding advisory locks");
+        // The next lock opens a new session; the old lease's release does
+        // not touch it, nor fail.
+        let mut taken = None;
+        for _ in 0..50 {
+            match db.locks.try_lock_run("d") {
+                Ok(lease) => {
+                    taken = lease;
+                    break;
+                }
+                // The closed session may be found closed only by this call.
+                Err(StoreError::Unavailable(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(other) => panic!("{other}"),
+            }
+        }
+        let other = taken.expect("a new session takes locks");
+        drop(lease);
+        assert!(db.locks.try_lock_run("d").unwrap().is_none(), "d is still held");
+        drop(other);
+        assert!(db.locks.try_lock_run("d").unwrap().is_some(), "and released");
     }
 
     #[test]

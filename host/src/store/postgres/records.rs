@@ -240,7 +240,7 @@ impl RecordWrites for PgRecords {
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let json: Vec<&str> = records.iter().map(|r| r.json.as_str()).collect();
         let hashes: Vec<&[u8]> = records.iter().map(|r| &r.hash[..]).collect();
-        let client = self.connection.lock();
+        let client = self.connection.client()?;
         let now = now_us();
         let params: [&(dyn ToSql + Sync); 6] = [&scope.connection, &scope.model, &now, &ids, &json, &hashes];
         let rows = wait(async {
@@ -264,7 +264,7 @@ impl RecordWrites for PgRecords {
     }
 
     fn delete(&mut self, scope: &Scope, ids: &[String]) -> Result<BatchOutcome, StoreError> {
-        let client = self.connection.lock();
+        let client = self.connection.client()?;
         let now = now_us();
         let params: [&(dyn ToSql + Sync); 4] = [&scope.connection, &scope.model, &now, &ids];
         let rows = wait(locked_write(&client, scope, DELETE, &params))?;
@@ -272,7 +272,7 @@ impl RecordWrites for PgRecords {
     }
 
     fn begin_listing(&mut self, scope: &Scope) -> Result<u64, StoreError> {
-        let mut client = self.connection.lock();
+        let mut client = self.connection.client()?;
         wait(async {
             let tx = client.transaction().await?;
             tx.batch_execute(LOOKUPS).await?;
@@ -285,7 +285,7 @@ impl RecordWrites for PgRecords {
     }
 
     fn current_listing(&mut self, scope: &Scope) -> Result<Option<u64>, StoreError> {
-        let client = self.connection.lock();
+        let client = self.connection.client()?;
         let row = wait(async {
             let statement = client.prepare_cached(SCOPE).await?;
             client.query_opt(&statement, &[&scope.connection, &scope.model]).await
@@ -294,7 +294,7 @@ impl RecordWrites for PgRecords {
     }
 
     fn keep(&mut self, scope: &Scope, listing: u64, ids: &[String]) -> Result<(), StoreError> {
-        let mut client = self.connection.lock();
+        let mut client = self.connection.client()?;
         wait(async {
             let tx = client.transaction().await?;
             tx.batch_execute(LOOKUPS).await?;
@@ -307,7 +307,7 @@ impl RecordWrites for PgRecords {
     }
 
     fn end_listing(&mut self, scope: &Scope, listing: u64) -> Result<BatchOutcome, StoreError> {
-        let mut client = self.connection.lock();
+        let mut client = self.connection.client()?;
         wait(async {
             let tx = client.transaction().await?;
             tx.batch_execute(LOOKUPS).await?;
@@ -326,7 +326,7 @@ impl RecordWrites for PgRecords {
     }
 
     fn abandon_listing(&mut self, scope: &Scope, listing: u64) -> Result<(), StoreError> {
-        let client = self.connection.lock();
+        let client = self.connection.client()?;
         wait(async {
             let abandon = client.prepare_cached(ABANDON_LISTING).await?;
             client.execute(&abandon, &[&scope.connection, &scope.model, &(listing as i64)]).await
