@@ -499,6 +499,11 @@ pub fn due_connections_come_soonest_first_up_to_the_limit(db: &Store) {
     connections.notify(&route("6"), 50, None).unwrap();
     assert_eq!(due(1_000, 100), ["d", "e", "f", "g-later"]);
     assert_eq!(due(55, 100), Vec::<String>::new(), "notified 5 µs ago: not quiet yet");
+    // Never run (no time set): first of all, whatever else is due.
+    connections.insert(&connection("h-new", "7"), &oauth(), &Default::default()).unwrap();
+    assert_eq!(due(1_000, 2), ["h-new", "d"]);
+    assert_eq!(due(1_000, 100), ["h-new", "d", "e", "f", "g-later"]);
+    assert_eq!(due(55, 100), ["h-new"]);
 }
 
 pub fn run_history_pages_newest_first_and_closes_abandoned_runs(db: &Store) {

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../../../migrations/postgres/0003_nango_names.sql")),
     (4, include_str!("../../../migrations/postgres/0004_records_scope_trigger.sql")),
     (5, include_str!("../../../migrations/postgres/0005_notified_index.sql")),
+    (6, include_str!("../../../migrations/postgres/0006_due_order_index.sql")),
 ];
 
 /// The schema version this host writes.

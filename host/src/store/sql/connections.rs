@@ -75,8 +75,8 @@ fn credentials_from(row: &Row) -> Result<Option<StoredCredentials>, StoreError> 
     })
 }
 
-fn select(sql: &mut dyn Sql, condition: &str, params: &[super::Value<'_>]) -> Result<Vec<Connection>, StoreError> {
-    let statement = format!("SELECT {} FROM connections {condition}", columns(sql.dialect()));
+fn select(sql: &mut dyn Sql, from: &str, params: &[super::Value<'_>]) -> Result<Vec<Connection>, StoreError> {
+    let statement = format!("SELECT {} {from}", columns(sql.dialect()));
     sql.query(&sql.dialect().statement(&statement), params)?.iter().map(connection_from).collect()
 }
 
@@ -215,11 +215,11 @@ impl<B: Backend> Connections for SqlConnections<B> {
     }
 
     fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        self.0.read(|sql| Ok(select(sql, "WHERE id = $1", &values![id])?.into_iter().next()))
+        self.0.read(|sql| Ok(select(sql, "FROM connections WHERE id = $1", &values![id])?.into_iter().next()))
     }
 
     fn list(&self) -> Result<Vec<Connection>, StoreError> {
-        self.0.read(|sql| select(sql, "ORDER BY id", &[]))
+        self.0.read(|sql| select(sql, "FROM connections ORDER BY id", &[]))
     }
 
     fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -272,18 +272,30 @@ impl<B: Backend> Connections for SqlConnections<B> {
     fn due(&self, now_us: i64, quiet: Duration, limit: usize) -> Result<Vec<Connection>, StoreError> {
         let quiet_since = now_us.saturating_sub(i64::try_from(quiet.as_micros()).unwrap_or(i64::MAX));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Reads only what is due, through the indexes on `next_run_at` and
-        // `notified_at`, and at most `limit` of it: with ten thousand
-        // connections the scheduler looks after every run, and a scan that
-        // read them all each time was its largest cost (BENCHMARKS.md,
-        // "Many connections"). The condition is `schedule::due`'s rule,
-        // which filters again below and stays the authority.
+        // Reads only what it returns: the connections due by time through
+        // `connections_due_order`, in the order taken, stopping at `limit`
+        // (even when all of them are due, as at their first sync), and the
+        // notified ones through `connections_notified`. With ten thousand
+        // connections the scheduler looks after every run, and a look that
+        // read them all (or all the due ones, to sort them) each time was its
+        // largest cost (BENCHMARKS.md, "Many connections"). The condition is
+        // `schedule::due`'s rule, which filters again below and stays the
+        // authority.
         let candidates = self.0.read(|sql| {
             select(
                 sql,
-                "WHERE NOT paused AND status <> 'needs_reauth'
-                   AND (next_run_at IS NULL OR next_run_at <= $1
-                        OR (notified_at <= $2 AND status <> 'failing'))
+                "FROM (
+                   SELECT * FROM (
+                     SELECT * FROM connections
+                      WHERE coalesce(next_run_at, 0) <= $1 AND NOT paused AND status <> 'needs_reauth'
+                      ORDER BY coalesce(next_run_at, 0), id LIMIT $3) AS by_time
+                   UNION ALL
+                   SELECT * FROM (
+                     SELECT * FROM connections
+                      WHERE notified_at <= $2 AND status <> 'failing' AND coalesce(next_run_at, 0) > $1
+                        AND NOT paused AND status <> 'needs_reauth'
+                      ORDER BY notified_at, id LIMIT $3) AS by_notice
+                 ) AS connections
                  ORDER BY coalesce(next_run_at, 0), id LIMIT $3",
                 &values![now_us, quiet_since, limit],
             )

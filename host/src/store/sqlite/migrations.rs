@@ -15,6 +15,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (6, include_str!("../../../migrations/sqlite/0006_connection_provider.sql")),
     (7, include_str!("../../../migrations/sqlite/0007_nango_names.sql")),
     (8, include_str!("../../../migrations/sqlite/0008_notified_index.sql")),
+    (9, include_str!("../../../migrations/sqlite/0009_due_order_index.sql")),
 ];
 
 /// The schema version this host writes.
