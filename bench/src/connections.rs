@@ -22,6 +22,9 @@ use sync_host::store::{self, Connection, ConnectionStatus, ConnectionUpdate, Ope
 
 const TOKEN: &str = "bench-token";
 
+/// The connections' interval until the idle window is set: then 15 minutes.
+const FIRST_SYNC_INTERVAL: Duration = Duration::from_secs(2 * 3600);
+
 /// What the benchmark is asked for.
 pub struct Plan<'a> {
     pub counts: &'a [usize],
@@ -33,6 +36,8 @@ pub struct Plan<'a> {
     pub postgres: Option<&'a str>,
     /// `serve` processes on PostgreSQL, one measurement each.
     pub processes: &'a [usize],
+    /// Measure on SQLite too.
+    pub sqlite: bool,
 }
 
 /// A child process killed on drop.
@@ -113,6 +118,13 @@ struct Row {
     peak_mib: f64,
     anonymous_peak_mib: f64,
     most_in_flight: usize,
+    /// The most runs in flight during the first sync, when the peak
+    /// memory is reached.
+    most_in_flight_first_sync: usize,
+    /// The most server connections the database had open (PostgreSQL).
+    server_connections: Option<i64>,
+    /// Samples of the server's connections it refused (it had none left).
+    sessions_refused: usize,
     requests_per_idle_run: f64,
 }
 
@@ -123,7 +135,7 @@ pub fn run(component: &Path, plan: &Plan) -> anyhow::Result<()> {
          idle runs: every connection due once within {} s, nothing changed upstream.\n",
         plan.customers, plan.latency_ms, plan.workers, plan.window_secs
     );
-    let mut setups: Vec<(&'static str, usize)> = vec![("SQLite", 1)];
+    let mut setups: Vec<(&'static str, usize)> = if plan.sqlite { vec![("SQLite", 1)] } else { Vec::new() };
     if plan.postgres.is_some() {
         setups.extend(plan.processes.iter().map(|&n| ("PostgreSQL", n)));
     }
@@ -134,12 +146,12 @@ pub fn run(component: &Path, plan: &Plan) -> anyhow::Result<()> {
         }
     }
     println!(
-        "| store | serve processes | connections | first full sync of all | idle runs | run twice / not run | CPU per idle run | one core at every 15 min | busiest process | lag p50 | lag p99 | serve peak RSS | of it anonymous | most runs in flight | provider requests per idle run |"
+        "| store | serve processes | connections | first full sync of all | idle runs | run twice / not run | CPU per idle run | one core at every 15 min | busiest process | lag p50 | lag p99 | serve peak RSS | of it anonymous | most runs in flight, idle / first sync | server connections, most | provider requests per idle run |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.1} s | {} | {} / {} | {:.0} µs | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.0} MiB | {:.0} MiB | {} | {:.1} |",
+            "| {} | {} | {} | {:.1} s | {} | {} / {} | {:.0} µs | {:.2} % | {:.2} % | {:.2} s | {:.2} s | {:.0} MiB | {:.0} MiB | {} / {} | {} | {:.1} |",
             r.store,
             r.processes,
             r.connections,
@@ -155,6 +167,12 @@ pub fn run(component: &Path, plan: &Plan) -> anyhow::Result<()> {
             r.peak_mib,
             r.anonymous_peak_mib,
             r.most_in_flight,
+            r.most_in_flight_first_sync,
+            match (r.server_connections, r.sessions_refused) {
+                (None, _) => "–".to_owned(),
+                (Some(n), 0) => n.to_string(),
+                (Some(n), refused) => format!("{n}, the server full {refused} times"),
+            },
             r.requests_per_idle_run
         );
     }
@@ -199,7 +217,10 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
             provider: "quickbooks".into(),
             base_url: fake_url.clone(),
             config: BTreeMap::from([("realmId".to_owned(), realm.clone())]),
-            every: Some(Duration::from_secs(15 * 60)),
+            // Longer than the first sync and the setting of the window
+            // below take: no connection comes due again on its own
+            // meanwhile (at 100,000, setting the window takes minutes).
+            every: Some(FIRST_SYNC_INTERVAL),
             paused: false,
             status: ConnectionStatus::Idle,
             status_message: None,
@@ -233,24 +254,48 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
     // Prometheus server would scrape every 15 s or more).
     let sum = |name: &str| apis.iter().map(|api| metric(api, name)).sum::<f64>();
     let successes = || sum(r#"sync_runs_total{outcome="success"}"#) as usize;
+    let in_flight = || -> anyhow::Result<usize> {
+        let by_status = store.connections.count_by_status()?;
+        Ok(by_status.iter().find(|(status, _)| status == "running").map_or(0, |(_, n)| *n as usize))
+    };
+    let mut server_connections = database.sessions()?;
+    let mut sessions_refused = 0;
+    // A server with no connection left refuses the sampler's too: counted.
+    let mut sample_sessions = || -> anyhow::Result<()> {
+        match (server_connections.as_mut(), database.sessions()) {
+            (Some(most), Ok(Some(now))) => *most = (*most).max(now),
+            (Some(_), Err(_)) => sessions_refused += 1,
+            _ => {}
+        }
+        Ok(())
+    };
+    let mut most_in_flight_first_sync = 0;
     while successes() < count {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "the first full sync took over an hour");
+        most_in_flight_first_sync = most_in_flight_first_sync.max(in_flight()?);
+        sample_sessions()?;
         std::thread::sleep(Duration::from_secs(1));
     }
     let first_sync_secs = started.elapsed().as_secs_f64();
 
+    // Counted from before the window is set: at 100,000 setting it takes
+    // minutes, in which the first of the idle runs already happen.
+    let cpu_before: Vec<f64> = pids.iter().map(|&pid| cpu_seconds(pid)).collect();
+    let requests_before = sum("sync_provider_requests_total");
     // Every connection due once within the window, spread evenly.
     let window_us = plan.window_secs as i64 * 1_000_000;
     let begins = sync_host::time::now_us() + 2_000_000;
     let mut due = BTreeMap::new();
     for n in 0..count {
         let at = begins + window_us * n as i64 / count as i64;
-        let update = ConnectionUpdate { next_run_at_us: Some(Some(at)), ..Default::default() };
+        let update = ConnectionUpdate {
+            every: Some(Some(Duration::from_secs(15 * 60))),
+            next_run_at_us: Some(Some(at)),
+            ..Default::default()
+        };
         store.connections.update(&format!("c{n:06}"), &update)?;
         due.insert(format!("c{n:06}"), at);
     }
-    let cpu_before: Vec<f64> = pids.iter().map(|&pid| cpu_seconds(pid)).collect();
-    let requests_before = sum("sync_provider_requests_total");
     let measured_from = Instant::now();
     let mut most_in_flight = 0;
     while successes() < 2 * count {
@@ -258,9 +303,8 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
             measured_from.elapsed() < Duration::from_secs(plan.window_secs + 600),
             "the idle runs did not all happen within the window and ten minutes"
         );
-        let by_status = store.connections.count_by_status()?;
-        let running = by_status.iter().find(|(status, _)| status == "running").map_or(0, |(_, n)| *n as usize);
-        most_in_flight = most_in_flight.max(running);
+        most_in_flight = most_in_flight.max(in_flight()?);
+        sample_sessions()?;
         std::thread::sleep(Duration::from_secs(1));
     }
     let cpu: Vec<f64> = pids.iter().zip(&cpu_before).map(|(&pid, before)| cpu_seconds(pid) - before).collect();
@@ -275,6 +319,24 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
             [.., first] => {
                 run_twice += 1;
                 lags.push((first.started_us - at) as f64 / 1e6);
+                if run_twice <= 3 {
+                    let runs: Vec<String> = in_window
+                        .iter()
+                        .map(|run| {
+                            format!(
+                                "started {:+.3} s, ended {:+.3} s, by {}",
+                                (run.started_us - at) as f64 / 1e6,
+                                run.ended_us.map_or(f64::NAN, |end| (end - at) as f64 / 1e6),
+                                run.worker.as_deref().unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    eprintln!(
+                        "{id}, due at the window's {:.3} s, ran twice: {}",
+                        (at - begins) as f64 / 1e6,
+                        runs.join("; ")
+                    );
+                }
             }
         }
     }
@@ -301,6 +363,9 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
         peak_mib,
         anonymous_peak_mib: anonymous.peak_kb() as f64 / 1024.0,
         most_in_flight,
+        most_in_flight_first_sync,
+        server_connections,
+        sessions_refused,
         requests_per_idle_run: requests / count as f64,
     })
 }

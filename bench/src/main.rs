@@ -109,6 +109,9 @@ enum Section {
         /// one measurement each.
         #[arg(long, value_delimiter = ',', default_value = "1,3")]
         processes: Vec<usize>,
+        /// With `--postgres`, leave out the SQLite measurement.
+        #[arg(long, requires = "postgres")]
+        postgres_only: bool,
     },
     /// One full sync in this process, for `full-sync` to measure (internal).
     #[command(hide = true)]
@@ -133,7 +136,16 @@ fn main() -> anyhow::Result<()> {
         Some(Section::Api { depth, samples, seconds }) => api_section(depth, samples, seconds),
         Some(Section::Demo { customers }) => demo(&component, customers),
         Some(Section::Node { customers }) => node(&component, customers),
-        Some(Section::Connections { counts, customers, workers, latency_ms, window_secs, postgres, processes }) => {
+        Some(Section::Connections {
+            counts,
+            customers,
+            workers,
+            latency_ms,
+            window_secs,
+            postgres,
+            processes,
+            postgres_only,
+        }) => {
             let plan = connections::Plan {
                 counts: &counts,
                 customers,
@@ -142,6 +154,7 @@ fn main() -> anyhow::Result<()> {
                 window_secs,
                 postgres: postgres.as_deref(),
                 processes: &processes,
+                sqlite: !postgres_only,
             };
             connections::run(&component, &plan)
         }

@@ -176,6 +176,18 @@ impl Postgres {
         let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
         Ok(Postgres { location: format!("{server}/{name}{query}"), drop: Some((admin_url.to_owned(), name)) })
     }
+
+    /// The server's sessions on this database now (`None` on SQLite).
+    pub fn sessions(&self) -> anyhow::Result<Option<i64>> {
+        let Some((admin_url, name)) = &self.drop else { return Ok(None) };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let (client, driver) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
+            tokio::spawn(driver);
+            let row = client.query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[name]).await?;
+            Ok(Some(row.get(0)))
+        })
+    }
 }
 
 impl Drop for Postgres {
