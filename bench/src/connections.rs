@@ -22,8 +22,11 @@ use sync_host::store::{self, Connection, ConnectionStatus, ConnectionUpdate, Ope
 
 const TOKEN: &str = "bench-token";
 
-/// The connections' interval until the idle window is set: then 15 minutes.
+/// The connections' interval until the idle window is set: then [`INTERVAL`].
 const FIRST_SYNC_INTERVAL: Duration = Duration::from_secs(2 * 3600);
+
+/// The schedule the idle runs measure: every connection every 15 minutes.
+const INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 /// What the benchmark is asked for.
 pub struct Plan<'a> {
@@ -288,11 +291,8 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
     let mut due = BTreeMap::new();
     for n in 0..count {
         let at = begins + window_us * n as i64 / count as i64;
-        let update = ConnectionUpdate {
-            every: Some(Some(Duration::from_secs(15 * 60))),
-            next_run_at_us: Some(Some(at)),
-            ..Default::default()
-        };
+        let update =
+            ConnectionUpdate { every: Some(Some(INTERVAL)), next_run_at_us: Some(Some(at)), ..Default::default() };
         store.connections.update(&format!("c{n:06}"), &update)?;
         due.insert(format!("c{n:06}"), at);
     }
@@ -314,7 +314,7 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
         let (runs, _) = store.runs.list(id, None, 3)?;
         // Before its next 15-minute run: at 100,000 counting the runs takes
         // long enough for the first connections to come due again.
-        let next_due = at + 15 * 60 * 1_000_000;
+        let next_due = at + INTERVAL.as_micros() as i64;
         let in_window: Vec<_> =
             runs.iter().filter(|run| run.started_us >= begins && run.started_us < next_due).collect();
         match in_window.as_slice() {
@@ -348,7 +348,7 @@ fn one(component: &Path, plan: &Plan, count: usize, kind: &'static str, processe
     let peak_mib = pids.iter().map(|&pid| status_kib(pid, "VmHWM:")).sum::<u64>() as f64 / 1024.0;
     // Each connection runs once every 15 minutes: CPU of one round of idle
     // runs over 15 minutes is the share of one core.
-    let share = |cpu: f64| cpu / (15.0 * 60.0) * 100.0;
+    let share = |cpu: f64| cpu / INTERVAL.as_secs_f64() * 100.0;
     let total_cpu: f64 = cpu.iter().sum();
     let cpu_per_run = total_cpu / count as f64;
     Ok(Row {

@@ -12,7 +12,7 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{wait, Shared};
+use super::{wait, WritePool};
 use crate::store::sql::checkpoints;
 use crate::store::{Checkpoints, StoreError};
 use crate::time::now_us;
@@ -21,11 +21,11 @@ use crate::time::now_us;
 const BEGIN_UNFLUSHED: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
 pub struct PgCheckpoints {
-    connection: Shared,
+    connection: WritePool,
 }
 
 impl PgCheckpoints {
-    pub(super) fn new(connection: Shared) -> Self {
+    pub(super) fn new(connection: WritePool) -> Self {
         PgCheckpoints { connection }
     }
 }

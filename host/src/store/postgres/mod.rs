@@ -131,9 +131,9 @@ fn wait<F: Future>(future: F) -> F::Output {
 /// and give it back after: a run waiting on its provider holds none
 /// (docs/store.md, "Connections").
 #[derive(Clone)]
-struct Shared(Pool);
+struct WritePool(Pool);
 
-impl Shared {
+impl WritePool {
     fn client(&self) -> Result<Object, StoreError> {
         Ok(wait(self.0.get())?)
     }
@@ -256,10 +256,10 @@ impl Backend for PgBackend {
 
 impl RunWriter for PgBackend {
     fn run_writes(&self) -> Result<RunWrites, StoreError> {
-        let shared = Shared(self.pool.clone());
+        let pool = WritePool(self.pool.clone());
         Ok(RunWrites {
-            records: Box::new(records::PgRecords::new(shared.clone())),
-            checkpoints: Box::new(checkpoints::PgCheckpoints::new(shared)),
+            records: Box::new(records::PgRecords::new(pool.clone())),
+            checkpoints: Box::new(checkpoints::PgCheckpoints::new(pool)),
         })
     }
 }

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{wait, Shared};
+use super::{wait, WritePool};
 use crate::store::sql::records::{ABANDON_LISTING, BEGIN_LISTING, CLOSE_LISTING, CREATE_SCOPE, SCOPE, UNSEEN};
 use crate::store::{BatchOutcome, RecordWrites, Scope, StoreError, ValidRecord};
 use crate::time::now_us;
@@ -126,7 +126,7 @@ const KEEP: &str = "UPDATE records r SET listing = $3 FROM unnest($2::text[]) AS
      WHERE r.scope = $1 AND r.id = k.id AND r.deleted_at IS NULL";
 
 pub struct PgRecords {
-    connection: Shared,
+    connection: WritePool,
     /// The scopes a batch of this handle found records in: their batches go
     /// straight to [`SAVE`]. Any other scope's batch is tried as
     /// [`INSERT_NEW`] first (the batches of a first sync all succeed).
@@ -134,7 +134,7 @@ pub struct PgRecords {
 }
 
 impl PgRecords {
-    pub(super) fn new(connection: Shared) -> Self {
+    pub(super) fn new(connection: WritePool) -> Self {
         PgRecords { connection, stored: HashSet::new() }
     }
 }
