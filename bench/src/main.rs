@@ -92,9 +92,10 @@ enum Section {
         /// Customers of each company.
         #[arg(long, default_value_t = 100)]
         customers: usize,
-        /// `serve --workers`: runs in flight at once.
-        #[arg(long, default_value_t = 64)]
-        workers: u16,
+        /// `serve --workers`: runs in flight at once; several (`16,64`), one
+        /// measurement each, give the memory a run in flight adds.
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        workers: Vec<u16>,
         /// The fake's wait before each answer, as Intuit's round trip.
         #[arg(long, default_value_t = 150)]
         latency_ms: u64,
@@ -149,7 +150,7 @@ fn main() -> anyhow::Result<()> {
             let plan = connections::Plan {
                 counts: &counts,
                 customers,
-                workers,
+                workers: &workers,
                 latency_ms,
                 window_secs,
                 postgres: postgres.as_deref(),
