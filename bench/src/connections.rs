@@ -6,7 +6,8 @@
 //! once more within a window (the 15-minute schedule, compressed) and
 //! nothing changed upstream, the idle runs are measured from outside:
 //! `serve`'s CPU (user + system, /proc/<pid>/stat) per idle run, schedule lag
-//! (a run's start minus the time it was due), peak memory, and provider
+//! (a run's start minus the time it was due), peak memory (and, with
+//! several `--workers`, what a run in flight adds), and provider
 //! requests per idle run (its own /metrics). On PostgreSQL, with several
 //! `serve` processes on one database: each one's CPU, and that no connection
 //! ran twice or not at all.
@@ -207,13 +208,12 @@ pub fn run(component: &Path, plan: &Plan) -> anyhow::Result<()> {
     }
     for &count in plan.counts {
         if let [first, .., last] = sqlite(&|r| r.connections == count).as_slice() {
-            let more = last.most_in_flight_first_sync as f64 - first.most_in_flight_first_sync as f64;
-            if more > 0.0 {
-                let (rss, anonymous) = growth(first, last, more);
+            let (from, to) = (first.most_in_flight_first_sync, last.most_in_flight_first_sync);
+            if to > from {
+                let (rss, anonymous) = growth(first, last, (to - from) as f64);
                 println!(
-                    "\nOn SQLite, {count} connections, memory growth per run in flight (from {} to {} at once): \
-                     {rss:.0} KiB (peak RSS), {anonymous:.0} KiB (anonymous).",
-                    first.most_in_flight_first_sync, last.most_in_flight_first_sync
+                    "\nOn SQLite, {count} connections, memory growth per run in flight (from {from} to {to} at once): \
+                     {rss:.0} KiB (peak RSS), {anonymous:.0} KiB (anonymous)."
                 );
             }
         }
